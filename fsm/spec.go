@@ -1,0 +1,79 @@
+package fsm
+
+// State names a state of a machine kind. Nested states are written with their
+// parent's name as a prefix, by convention "connected.direct", but the
+// hierarchy itself comes from StateDef.Parent, never from the name.
+type State string
+
+// Event names an event a machine kind understands.
+type Event string
+
+// Action runs inside the loop goroutine as part of one transition. It must not
+// block: anything that waits runs in a worker started by the action (see
+// Machine.Worker) and reports back with events.
+type Action[C any] func(m *Machine[C], e Envelope)
+
+// Guard is a pure, named condition evaluated before a transition fires. The
+// name is what diagrams show.
+type Guard[C any] struct {
+	Name string
+	Fn   func(m *Machine[C], e Envelope) bool
+}
+
+// StateDef declares one state.
+type StateDef[C any] struct {
+	Name State
+	// Parent is the enclosing composite state, "" for a top-level state.
+	Parent State
+	// Initial is, for a composite state, the child entered when a transition
+	// targets the composite itself.
+	Initial State
+	// Doc is one line for the diagrams' state table.
+	Doc string
+	// Entry and Exit run when the state is entered or left. Timers armed with
+	// After during Entry belong to this state and are cancelled on its exit.
+	Entry, Exit Action[C]
+	// Ignore lists events this state deliberately drops (counted, no trace).
+	Ignore []Event
+}
+
+// Transition declares what Event does in state From (or in any substate of
+// From that does not handle Event itself).
+type Transition[C any] struct {
+	From  State
+	Event Event
+	// To is the target; "" declares an internal transition: Action runs, no
+	// exit or entry, the state does not change. A target equal to the current
+	// leaf state is internal too (looplab reports it as NoTransitionError).
+	To     State
+	Guard  *Guard[C]
+	Action Action[C]
+	// Doc is shown in the transition table.
+	Doc string
+}
+
+// Route is one row of a supervisor's routing table: when a child machine of
+// Kind enters (or leaves) a state, the supervisor receives Raise with the
+// child's Record as data. Enter matches when the state is newly entered by the
+// transition (a move between two substates of connected does not "enter"
+// connected).
+type Route struct {
+	Kind  string
+	Enter State
+	Leave State
+	Raise Event
+}
+
+// Spec is the declarative description of a machine kind. The same value
+// drives the machines, the diagrams and the totality test. C is the type of the
+// machine's own data (Machine.Data), which actions may read and write.
+type Spec[C any] struct {
+	Kind        string
+	Doc         string
+	Initial     State
+	States      []StateDef[C]
+	Events      []Event
+	Transitions []Transition[C]
+	// Routes is the routing table used when this machine supervises others.
+	Routes []Route
+}
