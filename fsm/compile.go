@@ -38,7 +38,12 @@ type ctrans[C any] struct {
 	t      *Transition[C]
 	from   int
 	target int // leaf index; -1 for an internal transition
-	lname  string
+	// top is the state that is neither left nor re-entered (-1: the root):
+	// exits run from the current leaf up to it, entries from it down to
+	// target. UML's external semantics: a transition from a state to itself
+	// or to its own substate leaves and re-enters the state.
+	top   int
+	lname string
 }
 
 // Compile validates s and builds its dispatch and looplab tables.
@@ -125,12 +130,16 @@ func Compile[C any](s Spec[C]) (*Compiled[C], error) {
 			}
 			ct.lname += "[" + t.Guard.Name + "]"
 		}
-		if t.To != "" {
+		if t.To != "" && !(t.To == t.From && len(c.states[from].children) == 0) {
 			to, ok := c.stateIdx[t.To]
 			if !ok {
 				return nil, fmt.Errorf("%w: %s: transition to unknown state %q", ErrBadSpec, s.Kind, t.To)
 			}
 			ct.target = c.leafOf(to)
+			ct.top = c.lca(from, to)
+			if ct.top == from || ct.top == to {
+				ct.top = c.states[ct.top].parent
+			}
 		}
 		k := [2]int{from, ev}
 		if prev := byFrom[k]; len(prev) > 0 && prev[len(prev)-1].t.Guard == nil {
@@ -170,7 +179,7 @@ func Compile[C any](s Spec[C]) (*Compiled[C], error) {
 			}
 			for _, ct := range cl.cands {
 				target := ct.target
-				if target < 0 || target == leaf {
+				if target < 0 {
 					continue // internal: looplab is not involved
 				}
 				k := lkey{ct.lname, leaf}

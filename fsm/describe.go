@@ -118,7 +118,7 @@ func (c *Compiled[C]) Outcomes() []Outcome {
 					continue
 				}
 				o.At = c.name(ct.from)
-				if ct.target < 0 || ct.target == leaf {
+				if ct.target < 0 {
 					o.Kind = Internal
 				} else {
 					o.Kind, o.To = Changed, c.name(ct.target)

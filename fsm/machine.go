@@ -117,6 +117,23 @@ func (m *Machine[C]) Send(to string, ev Event, data any) {
 	m.loop.local.push(Envelope{To: to, Event: ev, Data: data})
 }
 
+// Parent returns the machine's supervisor, or nil.
+func (m *Machine[C]) Parent() Node {
+	if m.parent == nil {
+		return nil
+	}
+	return m.parent
+}
+
+// Notify queues an event for the machine's supervisor (dropped if it has
+// none): how a machine hands data to its supervisor (a network map, say),
+// where a route would carry only the fact of a transition.
+func (m *Machine[C]) Notify(ev Event, data any) {
+	if m.parent != nil {
+		m.loop.local.push(Envelope{To: m.parent.ID(), Event: ev, Data: data, Cause: m.id})
+	}
+}
+
 // Sender posts events to one machine, bound to one of its generations. Workers
 // hold a Sender; they know nothing else of the machine.
 type Sender struct {
@@ -275,7 +292,7 @@ func (m *Machine[C]) unhandled(e Envelope) {
 
 func (m *Machine[C]) fire(ct *ctrans[C], e Envelope) {
 	from, to := m.leaf, ct.target
-	if to < 0 || to == from {
+	if to < 0 {
 		m.owner = from
 		if a := ct.t.Action; a != nil {
 			a(m, e)
@@ -284,7 +301,7 @@ func (m *Machine[C]) fire(ct *ctrans[C], e Envelope) {
 		m.finish(from, e.Event, e, true)
 		return
 	}
-	top := m.c.lca(from, to)
+	top := ct.top
 	for s := from; s != top; s = m.c.states[s].parent {
 		m.cancelOwnedBy(s)
 		if x := m.c.states[s].def.Exit; x != nil {

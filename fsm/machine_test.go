@@ -53,6 +53,10 @@ func TestLampTransitions(t *testing.T) {
 		{name: "self-transition is internal", events: []fsm.Event{ex.Repair}, want: ex.Off},
 		{name: "internal on composite keeps leaf and timer", events: []fsm.Event{ex.Switch, ex.Brighten, ex.Repair}, want: ex.Bright,
 			wantLog: []string{"enter on", "enter dim", "exit dim", "action brighten", "enter bright", "repair while on"}, timers: 1},
+		{name: "transition to own composite re-enters it", events: []fsm.Event{ex.Switch, ex.Brighten, ex.Reset}, want: ex.Dim,
+			wantLog: []string{"enter on", "enter dim", "exit dim", "action brighten", "enter bright", "exit bright", "exit on", "enter on", "enter dim"}, timers: 1},
+		{name: "re-entry to the same leaf still exits and enters", events: []fsm.Event{ex.Switch, ex.Reset}, want: ex.Dim,
+			wantLog: []string{"enter on", "enter dim", "exit dim", "exit on", "enter on", "enter dim"}, timers: 1},
 		{name: "broken then repaired", events: []fsm.Event{ex.Fail, ex.Switch, ex.Repair}, want: ex.Off},
 	}
 	for _, tt := range tests {

@@ -30,6 +30,7 @@ const (
 	AutoOff   fsm.Event = "auto-off"
 	PowerLost fsm.Event = "power-lost"
 	Measured  fsm.Event = "measured"
+	Reset     fsm.Event = "reset"
 )
 
 // AutoOffAfter is how long a lamp stays on before its timer switches it off.
@@ -56,9 +57,9 @@ var LampSpec = fsm.MustCompile(fsm.Spec[*Lamp]{
 	Kind:    "lamp",
 	Doc:     "The worked example of the fsm framework: a lamp with a nested `on` state, a timer owned by `on`, and a guard.",
 	Initial: Off,
-	Events:  []fsm.Event{Switch, Brighten, Dimmer, Fail, Repair, AutoOff, PowerLost, Measured},
+	Events:  []fsm.Event{Switch, Brighten, Dimmer, Fail, Repair, AutoOff, PowerLost, Measured, Reset},
 	States: []fsm.StateDef[*Lamp]{
-		{Name: Off, Doc: "dark; no timer", Ignore: []fsm.Event{Brighten, Dimmer, AutoOff, PowerLost, Measured}},
+		{Name: Off, Doc: "dark; no timer", Ignore: []fsm.Event{Brighten, Dimmer, AutoOff, PowerLost, Measured, Reset}},
 		{Name: On, Initial: Dim, Doc: "lit; arms the auto-off timer",
 			Entry: func(m *fsm.Machine[*Lamp], e fsm.Envelope) {
 				m.Data.Log = append(m.Data.Log, "enter on")
@@ -67,7 +68,7 @@ var LampSpec = fsm.MustCompile(fsm.Spec[*Lamp]{
 			Exit: logf("exit on")},
 		{Name: Dim, Parent: On, Entry: logf("enter dim"), Exit: logf("exit dim"), Ignore: []fsm.Event{Dimmer}},
 		{Name: Bright, Parent: On, Entry: logf("enter bright"), Exit: logf("exit bright"), Ignore: []fsm.Event{Brighten}},
-		{Name: Broken, Doc: "waits for repair", Ignore: []fsm.Event{Switch, Brighten, Dimmer, Fail, AutoOff, PowerLost, Measured}},
+		{Name: Broken, Doc: "waits for repair", Ignore: []fsm.Event{Switch, Brighten, Dimmer, Fail, AutoOff, PowerLost, Measured, Reset}},
 	},
 	Transitions: []fsm.Transition[*Lamp]{
 		{From: Off, Event: Switch, To: On},
@@ -82,6 +83,7 @@ var LampSpec = fsm.MustCompile(fsm.Spec[*Lamp]{
 				m.Data.Watts = w
 			}
 		}, Doc: "internal: a worker's measurement"},
+		{From: On, Event: Reset, To: On, Doc: "external: leaves and re-enters on (new timer, back to dim)"},
 		{From: Off, Event: Fail, To: Broken},
 		{From: On, Event: Fail, To: Broken},
 		{From: Off, Event: Repair, To: Off, Doc: "nothing to repair (self-transition: internal)"},
