@@ -44,9 +44,30 @@ func edgeLabel(t TransitionDesc) string {
 	return l
 }
 
+// diagramIDs gives each state a diagram id: its short name where that is
+// unique in the machine (composite boxes are titled by their id), else its
+// full name; both made of letters, digits and underscores.
+func diagramIDs(d Description) map[State]string {
+	count := map[string]int{}
+	for _, s := range d.States {
+		count[mermaidID(State(shortName(s)))]++
+	}
+	ids := map[State]string{}
+	for _, s := range d.States {
+		id := mermaidID(State(shortName(s)))
+		if count[id] > 1 || id == "start" || id == "end" {
+			id = mermaidID(s.Name)
+		}
+		ids[s.Name] = id
+	}
+	return ids
+}
+
 // Mermaid renders d as a Mermaid stateDiagram-v2 with composite states.
 // Internal transitions and ignores are not drawn (see Markdown's tables).
 func Mermaid(d Description) string {
+	ids := diagramIDs(d)
+	mermaidID := func(s State) string { return ids[s] }
 	var b strings.Builder
 	b.WriteString("stateDiagram-v2\n")
 	var states func(parent State, indent string)
@@ -60,9 +81,9 @@ func Mermaid(d Description) string {
 				fmt.Fprintf(&b, "%s}\n", indent)
 				continue
 			}
-			if name := shortName(s); name != id {
-				fmt.Fprintf(&b, "%sstate \"%s\" as %s\n", indent, name, id)
-			}
+			// Declared in its box even when the label is the id: Mermaid
+			// puts a state first named by an edge at the top level.
+			fmt.Fprintf(&b, "%sstate \"%s\" as %s\n", indent, shortName(s), id)
 		}
 	}
 	fmt.Fprintf(&b, "    [*] --> %s\n", mermaidID(d.Initial))

@@ -147,6 +147,9 @@ func (s Sender) Post(ev Event, data any) error {
 	return s.l.Post(Envelope{To: s.to, Event: ev, Data: data, Gen: s.gen})
 }
 
+// Gen returns the generation the Sender is bound to.
+func (s Sender) Gen() uint64 { return s.gen }
+
 // PostCause is Post with a cause recorded in the trace.
 func (s Sender) PostCause(ev Event, data any, cause string) error {
 	return s.l.Post(Envelope{To: s.to, Event: ev, Data: data, Gen: s.gen, Cause: cause})
