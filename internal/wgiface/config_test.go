@@ -1,0 +1,108 @@
+package wgiface_test
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/nbfsm/nbfsm/internal/sharedsock"
+	"github.com/nbfsm/nbfsm/internal/wgiface"
+)
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	sock, err := sharedsock.Listen(loopback, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	key, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParsePrefix("100.64.0.1/10")
+	tests := []struct {
+		name string
+		cfg  wgiface.Config
+	}{
+		{"no address", wgiface.Config{PrivateKey: key, Socket: sock}},
+		{"no key", wgiface.Config{Address: addr, Socket: sock}},
+		{"tiny mtu", wgiface.Config{PrivateKey: key, Address: addr, Socket: sock, MTU: 100}},
+		{"tun without name", wgiface.Config{Mode: wgiface.TUN, PrivateKey: key, Address: addr, Socket: sock}},
+		{"unknown mode", wgiface.Config{Mode: 9, PrivateKey: key, Address: addr, Socket: sock}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := wgiface.New(tt.cfg); !errors.Is(err, wgiface.ErrBadConfig) {
+				t.Errorf("New: %v, want ErrBadConfig", err)
+			}
+		})
+	}
+}
+
+// TestPeerLifecycle adds, updates and removes a peer on a netstack
+// interface and checks PeerStats along the way, then the closed errors.
+func TestPeerLifecycle(t *testing.T) {
+	n := newNode(t, "100.64.5.1/10")
+	peer := testPub(t)
+	ep := netip.MustParseAddrPort("127.0.0.1:9")
+	steps := []struct {
+		name    string
+		do      func() error
+		wantErr error
+		present bool
+		wantEP  netip.AddrPort
+	}{
+		{"add", func() error {
+			return n.iface.SetPeer(wgiface.Peer{Key: peer, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.64.5.2/32")}})
+		}, nil, true, netip.AddrPort{}},
+		{"update endpoint", func() error {
+			return n.iface.SetPeer(wgiface.Peer{Key: peer, Endpoint: ep})
+		}, nil, true, ep},
+		{"update allowed ips keeps endpoint", func() error {
+			return n.iface.SetPeer(wgiface.Peer{Key: peer, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.64.5.3/32")}})
+		}, nil, true, ep},
+		{"unknown relay endpoint", func() error {
+			return n.iface.SetPeer(wgiface.Peer{Key: peer, Endpoint: netip.MustParseAddrPort("240.1.2.3:1")})
+		}, wgiface.ErrDevice, true, ep},
+		{"zero key", func() error { return n.iface.SetPeer(wgiface.Peer{}) }, wgiface.ErrBadPeer, true, ep},
+		{"negative keepalive", func() error {
+			return n.iface.SetPeer(wgiface.Peer{Key: peer, Keepalive: -time.Second})
+		}, wgiface.ErrBadPeer, true, ep},
+		{"remove", func() error { return n.iface.RemovePeer(peer) }, nil, false, netip.AddrPort{}},
+		{"remove again", func() error { return n.iface.RemovePeer(peer) }, nil, false, netip.AddrPort{}},
+	}
+	for _, s := range steps {
+		if err := s.do(); !errors.Is(err, s.wantErr) {
+			t.Fatalf("%s: err %v, want %v", s.name, err, s.wantErr)
+		}
+		stats, err := n.iface.PeerStats()
+		if err != nil {
+			t.Fatalf("%s: PeerStats: %v", s.name, err)
+		}
+		st, ok := stats[peer]
+		if ok != s.present || st.Endpoint != s.wantEP {
+			t.Fatalf("%s: present=%v endpoint=%v, want %v %v", s.name, ok, st.Endpoint, s.present, s.wantEP)
+		}
+	}
+	if err := n.iface.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.iface.SetPeer(wgiface.Peer{Key: peer}); !errors.Is(err, wgiface.ErrClosed) {
+		t.Errorf("SetPeer after Close: %v, want ErrClosed", err)
+	}
+	if _, err := n.iface.PeerStats(); !errors.Is(err, wgiface.ErrClosed) {
+		t.Errorf("PeerStats after Close: %v, want ErrClosed", err)
+	}
+}
+
+func testPub(t *testing.T) wgtypes.Key {
+	t.Helper()
+	k, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.PublicKey()
+}

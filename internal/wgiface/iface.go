@@ -1,0 +1,257 @@
+package wgiface
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/tun/netstack"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/nbfsm/nbfsm/internal/nbcrypto"
+	"github.com/nbfsm/nbfsm/internal/sharedsock"
+)
+
+// Mode selects the packet device under wireguard-go.
+type Mode int
+
+const (
+	// Netstack runs wireguard-go on gVisor's userspace TCP/IP stack: no root,
+	// no kernel interface; reach the overlay through Net().
+	Netstack Mode = iota
+	// TUN runs wireguard-go on a kernel TUN device (root, Linux). The device
+	// serves its UAPI socket and is configured through wgctrl.
+	TUN
+)
+
+// String names the mode for logs.
+func (m Mode) String() string {
+	switch m {
+	case Netstack:
+		return "netstack"
+	case TUN:
+		return "tun"
+	default:
+		return fmt.Sprintf("mode(%d)", int(m))
+	}
+}
+
+// DefaultMTU is NetBird's overlay MTU.
+const DefaultMTU = 1280
+
+// Config describes one WireGuard interface.
+type Config struct {
+	Mode Mode
+	// Name is the TUN device name (e.g. "wt0"); in Netstack mode only a
+	// label for logs.
+	Name       string
+	PrivateKey wgtypes.Key
+	// Address is the interface's overlay address with the network's prefix
+	// (e.g. 100.64.0.1/10).
+	Address netip.Prefix
+	// MTU defaults to DefaultMTU.
+	MTU int
+	// Socket is the shared UDP socket; its Bind carries WireGuard. The
+	// Interface does not close it.
+	Socket *sharedsock.Socket
+	Logger *zap.Logger
+}
+
+// Peer is the desired WireGuard configuration of one remote peer.
+type Peer struct {
+	Key        wgtypes.Key
+	AllowedIPs []netip.Prefix
+	// Endpoint is the remote's address: the selected remote candidate of a
+	// direct pair, or a relay endpoint's AddrPort (sharedsock.RelayPrefix).
+	// Zero leaves the endpoint as it is (unset, or learned from the peer's
+	// handshake).
+	Endpoint netip.AddrPort
+	// Keepalive is the persistent keepalive (NetBird: 25 s); zero turns it
+	// off. Setting it on a peer with an endpoint starts a handshake at once.
+	Keepalive time.Duration
+}
+
+// PeerStats is the state of one configured peer.
+type PeerStats struct {
+	LastHandshake time.Time // zero if never
+	RxBytes       uint64
+	TxBytes       uint64
+	Endpoint      netip.AddrPort // zero if unknown
+	Relayed       bool           // Endpoint is a relay endpoint
+}
+
+// configurer is how peers reach the device: wgctrl through the UAPI socket
+// (TUN mode) or the device's own IPC (Netstack mode).
+type configurer interface {
+	setPeer(p Peer) error
+	removePeer(k wgtypes.Key) error
+	peerStats() (map[wgtypes.Key]PeerStats, error)
+	close() error
+}
+
+// Interface is a running WireGuard interface.
+type Interface struct {
+	cfg  Config
+	log  *zap.Logger
+	dev  *device.Device
+	tdev tun.Device
+	tnet *netstack.Net
+	conf configurer
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// New creates the packet device, starts wireguard-go on cfg.Socket's Bind,
+// sets the private key and brings the device up. The listen port is the
+// socket's.
+func New(cfg Config) (*Interface, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	switch {
+	case cfg.Socket == nil:
+		return nil, fmt.Errorf("%w: no socket", ErrBadConfig)
+	case !cfg.Address.IsValid():
+		return nil, fmt.Errorf("%w: no address", ErrBadConfig)
+	case cfg.MTU < 576 || cfg.MTU > 65535:
+		return nil, fmt.Errorf("%w: mtu %d", ErrBadConfig, cfg.MTU)
+	case cfg.PrivateKey == (wgtypes.Key{}):
+		return nil, fmt.Errorf("%w: no private key", ErrBadConfig)
+	}
+	i := &Interface{cfg: cfg}
+	i.log = cfg.Logger.Named("wgiface").With(zap.String("iface", cfg.Name),
+		zap.String("peer", nbcrypto.Fingerprint(cfg.PrivateKey.PublicKey())))
+	var err error
+	switch cfg.Mode {
+	case Netstack:
+		i.tdev, i.tnet, err = netstack.CreateNetTUN([]netip.Addr{cfg.Address.Addr()}, nil, cfg.MTU)
+		if err != nil {
+			return nil, fmt.Errorf("%w: netstack: %w", ErrDevice, err)
+		}
+	case TUN:
+		if cfg.Name == "" {
+			return nil, fmt.Errorf("%w: tun mode needs a name", ErrBadConfig)
+		}
+		i.tdev, err = createTUN(cfg.Name, cfg.MTU, cfg.Address)
+		if err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("%w: mode %v", ErrBadConfig, cfg.Mode)
+	}
+	i.dev = device.NewDevice(i.tdev, cfg.Socket.Bind(), deviceLogger(i.log))
+	if err := i.dev.IpcSet(fmt.Sprintf("private_key=%x\n", cfg.PrivateKey[:])); err != nil {
+		i.dev.Close()
+		return nil, fmt.Errorf("%w: set private key: %w", ErrDevice, err)
+	}
+	if err := i.dev.Up(); err != nil {
+		i.dev.Close()
+		return nil, fmt.Errorf("%w: up: %w", ErrDevice, err)
+	}
+	if cfg.Mode == TUN {
+		i.conf, err = newUAPIConfigurer(cfg.Name, i.dev, cfg.Socket, i.log)
+		if err != nil {
+			i.dev.Close()
+			return nil, err
+		}
+	} else {
+		i.conf = &ipcConfigurer{dev: i.dev}
+	}
+	i.log.Debug("interface up", zap.Stringer("mode", cfg.Mode),
+		zap.Stringer("endpoint", cfg.Socket.LocalAddr()))
+	return i, nil
+}
+
+// SetPeer adds the peer or updates it: allowed IPs are replaced, the
+// endpoint is set when non-zero, keepalive is set.
+func (i *Interface) SetPeer(p Peer) error {
+	if p.Key == (wgtypes.Key{}) {
+		return fmt.Errorf("%w: zero key", ErrBadPeer)
+	}
+	if p.Keepalive < 0 || p.Keepalive > 65535*time.Second {
+		return fmt.Errorf("%w: keepalive %v", ErrBadPeer, p.Keepalive)
+	}
+	for _, a := range p.AllowedIPs {
+		if !a.IsValid() {
+			return fmt.Errorf("%w: allowed ip %v", ErrBadPeer, a)
+		}
+	}
+	if err := i.check(); err != nil {
+		return err
+	}
+	if err := i.conf.setPeer(p); err != nil {
+		return err
+	}
+	i.log.Debug("peer set", zap.String("peer", nbcrypto.Fingerprint(p.Key)),
+		zap.Stringer("endpoint", p.Endpoint))
+	return nil
+}
+
+// RemovePeer removes the peer; removing an unknown peer is not an error.
+func (i *Interface) RemovePeer(k wgtypes.Key) error {
+	if err := i.check(); err != nil {
+		return err
+	}
+	return i.conf.removePeer(k)
+}
+
+// PeerStats returns the state of every configured peer.
+func (i *Interface) PeerStats() (map[wgtypes.Key]PeerStats, error) {
+	if err := i.check(); err != nil {
+		return nil, err
+	}
+	return i.conf.peerStats()
+}
+
+// Net is the userspace network stack in Netstack mode, nil in TUN mode.
+func (i *Interface) Net() *netstack.Net { return i.tnet }
+
+// Device is the wireguard-go device (for Up/Down and IPC in tests and
+// tools).
+func (i *Interface) Device() *device.Device { return i.dev }
+
+// Close removes the device. The shared socket stays open.
+func (i *Interface) Close() error {
+	i.mu.Lock()
+	if i.closed {
+		i.mu.Unlock()
+		return nil
+	}
+	i.closed = true
+	i.mu.Unlock()
+	err := i.conf.close()
+	i.dev.Close() // closes the TUN device and the Bind
+	i.log.Debug("interface closed")
+	return err
+}
+
+func (i *Interface) check() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// deviceLogger sends wireguard-go's log to zap: verbose at debug, errors at
+// warn (wireguard-go reports routine network failures as errors).
+func deviceLogger(l *zap.Logger) *device.Logger {
+	s := l.Named("wireguard").Sugar()
+	lg := &device.Logger{Verbosef: device.DiscardLogf, Errorf: device.DiscardLogf}
+	if l.Core().Enabled(zap.DebugLevel) {
+		lg.Verbosef = s.Debugf
+	}
+	if l.Core().Enabled(zap.WarnLevel) {
+		lg.Errorf = s.Warnf
+	}
+	return lg
+}
