@@ -1,0 +1,129 @@
+package testnet
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+
+	"go.uber.org/zap"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
+	"github.com/nbfsm/nbfsm/internal/testnet/mgmtsrv"
+	"github.com/nbfsm/nbfsm/internal/testnet/signalsrv"
+	"github.com/nbfsm/nbfsm/internal/testnet/turnsrv"
+)
+
+// Host is the only address the test network listens on.
+const Host = "127.0.0.1"
+
+// Options configure Start. The zero value is a working network.
+type Options struct {
+	Logger *zap.Logger // nil → zap.NewNop()
+	// SetupKeys are the valid, reusable setup keys. nil → one random key.
+	SetupKeys []string
+	// Topology: a sees b iff Topology(a, b). nil → all-to-all.
+	Topology func(a, b wgtypes.Key) bool
+
+	// Fixed ports for manual runs (0 → any free port).
+	MgmtPort, SignalPort, TURNPort int
+}
+
+// Network is a running test network. Mgmt and Signal expose the servers'
+// fault hooks; Turn is the STUN/TURN server (not the NetBird relay, which the
+// test network does not run).
+type Network struct {
+	Mgmt   *mgmtsrv.Server
+	Signal *signalsrv.Server
+	Turn   *turnsrv.Server
+
+	setupKey string
+}
+
+// Start starts the three servers on 127.0.0.1. On error nothing is left
+// running.
+func Start(opts Options) (*Network, error) {
+	for _, p := range []int{opts.MgmtPort, opts.SignalPort, opts.TURNPort} {
+		if p < 0 || p > 65535 {
+			return nil, fmt.Errorf("%w: %d", ErrPort, p)
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	keys := opts.SetupKeys
+	if keys == nil {
+		keys = []string{mgmtsrv.NewSetupKey()}
+	}
+	n := &Network{}
+	if len(keys) > 0 {
+		n.setupKey = keys[0]
+	}
+
+	relay, err := turnsrv.Start(turnsrv.Config{Logger: log, Addr: hostPort(opts.TURNPort)})
+	if err != nil {
+		return nil, fmt.Errorf("testnet: %w", err)
+	}
+	n.Turn = relay
+
+	n.Signal = signalsrv.New(signalsrv.Config{Logger: log, Addr: hostPort(opts.SignalPort)})
+	if err := n.Signal.Start(); err != nil {
+		_ = relay.Close()
+		return nil, fmt.Errorf("testnet: signal: %w", err)
+	}
+
+	user, pass := relay.Credentials()
+	n.Mgmt = mgmtsrv.New(mgmtsrv.Config{
+		Logger:    log,
+		Addr:      hostPort(opts.MgmtPort),
+		SetupKeys: keys,
+		Topology:  opts.Topology,
+		NetbirdConfig: &mgmtpb.NetbirdConfig{
+			Signal: &mgmtpb.HostConfig{Uri: n.Signal.Addr(), Protocol: mgmtpb.HostConfig_HTTP},
+			Stuns:  []*mgmtpb.HostConfig{{Uri: relay.STUNURI()}},
+			Turns: []*mgmtpb.ProtectedHostConfig{{
+				HostConfig: &mgmtpb.HostConfig{Uri: relay.TURNURI()},
+				User:       user,
+				Password:   pass,
+			}},
+		},
+	})
+	if err := n.Mgmt.Start(); err != nil {
+		n.Signal.Stop()
+		_ = relay.Close()
+		return nil, fmt.Errorf("testnet: management: %w", err)
+	}
+	return n, nil
+}
+
+// ManagementURL is "http://127.0.0.1:PORT".
+func (n *Network) ManagementURL() string { return "http://" + n.Mgmt.Addr() }
+
+// SignalAddr is "127.0.0.1:PORT".
+func (n *Network) SignalAddr() string { return n.Signal.Addr() }
+
+// SetupKey is the first valid setup key ("" if Options.SetupKeys was empty
+// but not nil).
+func (n *Network) SetupKey() string { return n.setupKey }
+
+// STUNURI is "stun:127.0.0.1:PORT".
+func (n *Network) STUNURI() string { return n.Turn.STUNURI() }
+
+// TURN is the TURN URI ("turn:127.0.0.1:PORT?transport=udp") and its static
+// credentials.
+func (n *Network) TURN() (uri, user, pass string) {
+	user, pass = n.Turn.Credentials()
+	return n.Turn.TURNURI(), user, pass
+}
+
+// Close stops every server; it returns when their goroutines have ended.
+func (n *Network) Close() {
+	n.Mgmt.Stop()
+	n.Signal.Stop()
+	_ = n.Turn.Close()
+}
+
+func hostPort(port int) string {
+	return net.JoinHostPort(Host, strconv.Itoa(port))
+}
