@@ -11,6 +11,8 @@ import (
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/fsm/example"
+	"github.com/nbfsm/nbfsm/mgmtfsm"
+	"github.com/nbfsm/nbfsm/signalfsm"
 )
 
 // Machines lists every machine kind whose diagrams are published.
@@ -18,6 +20,8 @@ func Machines() []fsm.Describer {
 	return []fsm.Describer{
 		example.LampSpec,
 		example.PanelSpec,
+		mgmtfsm.Spec,
+		signalfsm.Spec,
 	}
 }
 
