@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/fsm/example"
 	"github.com/nbfsm/nbfsm/mgmtfsm"
+	"github.com/nbfsm/nbfsm/peerfsm"
 	"github.com/nbfsm/nbfsm/signalfsm"
 )
 
@@ -20,8 +22,10 @@ func Machines() []fsm.Describer {
 	return []fsm.Describer{
 		example.LampSpec,
 		example.PanelSpec,
+		engine.Spec,
 		mgmtfsm.Spec,
 		signalfsm.Spec,
+		peerfsm.Spec,
 	}
 }
 

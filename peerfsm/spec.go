@@ -1,0 +1,158 @@
+package peerfsm
+
+import "github.com/nbfsm/nbfsm/fsm"
+
+// States of a peer.
+const (
+	Parked    fsm.State = "parked"
+	Session   fsm.State = "session"
+	Offering  fsm.State = "session.offering"
+	ICE       fsm.State = "session.ice"
+	Checking  fsm.State = "session.ice.checking"
+	Connected fsm.State = "session.ice.connected"
+	Direct    fsm.State = "session.ice.connected.direct"
+	Relayed   fsm.State = "session.ice.connected.relayed"
+	Backoff   fsm.State = "backoff"
+	Idle      fsm.State = "idle"
+	Closed    fsm.State = "closed"
+)
+
+// Events of a peer. Signal messages (EvOffer … EvGoIdle, Data:
+// signal.Message) come from the signal stream worker; EvLocalCandidate,
+// EvICEConnected and EvICEFailed from the ICE worker; EvSendFailed from a
+// send worker; EvPark, EvUnpark, EvUpdate and EvRemove from the engine; the
+// rest are timers.
+const (
+	EvUnpark         fsm.Event = "unpark"          // signal is up and it is this peer's turn
+	EvPark           fsm.Event = "park"            // signal went down
+	EvSignalUp       fsm.Event = "signal-up"       // signal is up (for peers not parked)
+	EvOffer          fsm.Event = "offer"           // Data: signal.Message
+	EvAnswer         fsm.Event = "answer"          // Data: signal.Message
+	EvCandidate      fsm.Event = "candidate"       // Data: signal.Message
+	EvGoIdle         fsm.Event = "go-idle"         // Data: signal.Message
+	EvResend         fsm.Event = "resend"          // timer: offer not answered yet
+	EvLocalCandidate fsm.Event = "local-candidate" // Data: string (candidate text)
+	EvICEConnected   fsm.Event = "ice-connected"   // Data: Pair
+	EvICEFailed      fsm.Event = "ice-failed"      // Data: error
+	EvCheckTimeout   fsm.Event = "check-timeout"   // timer: ICE did not connect in time
+	EvPathCheck      fsm.Event = "path-check"      // timer: look at the last receive time
+	EvSendFailed     fsm.Event = "send-failed"     // Data: error
+	EvRetry          fsm.Event = "retry"           // timer: end of backoff
+	EvUpdate         fsm.Event = "update"          // Data: []netip.Prefix (allowed IPs changed)
+	EvRemove         fsm.Event = "remove"          // the peer left the network map
+)
+
+var events = []fsm.Event{EvUnpark, EvPark, EvSignalUp, EvOffer, EvAnswer, EvCandidate, EvGoIdle, EvResend,
+	EvLocalCandidate, EvICEConnected, EvICEFailed, EvCheckTimeout, EvPathCheck, EvSendFailed, EvRetry, EvUpdate, EvRemove}
+
+// iceEvents come from a live ICE agent; outside one they are late.
+var iceEvents = []fsm.Event{EvLocalCandidate, EvICEConnected, EvICEFailed, EvCheckTimeout, EvPathCheck}
+
+func join(evs ...[]fsm.Event) []fsm.Event {
+	var out []fsm.Event
+	for _, e := range evs {
+		out = append(out, e...)
+	}
+	return out
+}
+
+// Spec is the peer machine. Its diagram is docs/diagrams/peer.md.
+var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
+	Kind: Kind,
+	Doc: "One machine per remote peer of the network map. `parked` holds no goroutine, no timer and no ICE " +
+		"agent: a parked peer waits for the engine's `unpark` (signal up, paced). A `session` is one set of local " +
+		"ICE credentials and session id: offers are repeated with backoff until answered, every offer is " +
+		"answered, candidates flow once both sides have credentials. A connected peer stays connected when " +
+		"signal drops; one that loses its path goes to `backoff` if signal is up, to `parked` if not.",
+	Initial: Parked,
+	Events:  events,
+	States: []fsm.StateDef[*Peer]{
+		{Name: Parked, Doc: "no signal, or waiting for its unpark turn: nothing armed",
+			Ignore: join(iceEvents, []fsm.Event{EvPark, EvSignalUp, EvAnswer, EvGoIdle, EvResend, EvSendFailed, EvRetry})},
+		{Name: Session, Initial: Offering, Doc: "one local ICE session: fresh credentials and session id",
+			Entry: newSession, Exit: endSession, Ignore: []fsm.Event{EvUnpark, EvSignalUp, EvRetry, EvSendFailed}},
+		{Name: Offering, Parent: Session, Doc: "offer sent, resent with backoff until an answer or an offer arrives",
+			Entry: sendOffer, Ignore: iceEvents},
+		{Name: ICE, Parent: Session, Initial: Checking, Doc: "an ICE agent for (local, remote) credentials",
+			Entry: startICE, Exit: stopICE, Ignore: []fsm.Event{EvResend}},
+		{Name: Checking, Parent: ICE, Doc: "connectivity checks; a deadline is armed", Entry: armCheckDeadline,
+			Ignore: []fsm.Event{EvPathCheck}},
+		{Name: Connected, Parent: ICE, Initial: Direct, Doc: "WireGuard flows; signal is no longer needed",
+			Entry: connected, Exit: leaveConnected, Ignore: []fsm.Event{EvCheckTimeout}},
+		{Name: Direct, Parent: Connected, Doc: "WireGuard endpoint = the remote candidate; the ICE agent is closed, the shared socket answers STUN, one lazy path check is armed",
+			Entry: holdDirectPath, Exit: releaseDirectPath},
+		{Name: Relayed, Parent: Connected, Doc: "WireGuard bridged through the ICE (TURN) connection; the agent stays",
+			Entry: holdRelayedPath, Ignore: []fsm.Event{EvPathCheck}},
+		{Name: Backoff, Doc: "one timer, then offer again", Entry: armRetry,
+			Ignore: join(iceEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend, EvSendFailed})},
+		{Name: Idle, Doc: "the remote went idle (GO_IDLE): no offers until it offers again",
+			Ignore: join(iceEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend, EvSendFailed, EvRetry, EvCandidate})},
+		{Name: Closed, Doc: "left the network map", Entry: closed, Ignore: events},
+	},
+	Transitions: []fsm.Transition[*Peer]{
+		// Parked.
+		{From: Parked, Event: EvUnpark, To: Session, Action: signalUp},
+		{From: Parked, Event: EvOffer, Guard: hasSessionAndCredentials, To: ICE, Action: acceptOffer,
+			Doc: "the remote is ready: answer without waiting for a turn"},
+		{From: Parked, Event: EvOffer, Action: countBad},
+		{From: Parked, Event: EvCandidate, Action: bufferCandidate},
+
+		// Any session.
+		{From: Session, Event: EvPark, To: Parked, Action: signalDown},
+		{From: Session, Event: EvGoIdle, To: Idle},
+		{From: Session, Event: EvCandidate, Action: bufferCandidate, Doc: "before the exchange: kept for the agent"},
+		{From: Session, Event: EvOffer, Guard: hasSessionAndCredentials, To: ICE, Action: acceptOffer,
+			Doc: "new remote session while an agent runs: new local session, new agent, answer"},
+		{From: Session, Event: EvOffer, Action: countBad, Doc: "no session id or credentials: ignored, as official peers do"},
+
+		// Offering.
+		{From: Offering, Event: EvResend, Action: resendOffer},
+		{From: Offering, Event: EvAnswer, Guard: hasCredentials, To: ICE, Action: acceptAnswer},
+		{From: Offering, Event: EvAnswer, Action: countBad, Doc: "answer without credentials: relay-only peer, not supported yet"},
+		{From: Offering, Event: EvOffer, Guard: hasSessionAndCredentials, To: ICE, Action: acceptOffer,
+			Doc: "crossing offers: adopt the remote's credentials, answer with ours"},
+
+		// ICE.
+		{From: ICE, Event: EvCandidate, Action: addCandidate},
+		{From: ICE, Event: EvLocalCandidate, Action: sendCandidate},
+		{From: ICE, Event: EvOffer, Guard: sameRemoteSession, Action: answerAgain, Doc: "repeated offer: answered, ignored"},
+		{From: ICE, Event: EvAnswer, Guard: sameRemoteSession, Action: nothing, Doc: "repeated answer"},
+		{From: ICE, Event: EvAnswer, Guard: hasCredentials, To: ICE, Action: restartForAnswer,
+			Doc: "the remote rebuilt for our offer: new agent, same local credentials"},
+		{From: ICE, Event: EvAnswer, Action: countBad},
+		{From: ICE, Event: EvICEFailed, Guard: signalIsUp, To: Backoff, Action: recordErr},
+		{From: ICE, Event: EvICEFailed, To: Parked, Action: recordErr, Doc: "path lost while signal is down"},
+		{From: Checking, Event: EvICEConnected, Guard: pairRelayed, To: Relayed, Action: recordPair},
+		{From: Checking, Event: EvICEConnected, To: Direct, Action: recordPair},
+		{From: Checking, Event: EvCheckTimeout, Guard: signalIsUp, To: Backoff},
+		{From: Checking, Event: EvCheckTimeout, To: Parked},
+		{From: Connected, Event: EvICEConnected, Action: recordPair, Doc: "pion re-selected a pair"},
+		{From: Connected, Event: EvPark, Action: signalDown, Doc: "WireGuard does not need signal: stay"},
+		{From: Connected, Event: EvSignalUp, Action: signalUp},
+		{From: Direct, Event: EvPathCheck, Guard: pathAlive, Action: rearmPathCheck},
+		{From: Direct, Event: EvPathCheck, Guard: signalIsUp, To: Backoff, Action: pathLost},
+		{From: Direct, Event: EvPathCheck, To: Parked, Action: pathLost},
+
+		// Backoff and idle.
+		{From: Backoff, Event: EvRetry, To: Session},
+		{From: Backoff, Event: EvPark, To: Parked, Action: signalDown},
+		{From: Backoff, Event: EvSignalUp, Action: signalUp},
+		{From: Backoff, Event: EvOffer, Guard: hasSessionAndCredentials, To: ICE, Action: acceptOffer},
+		{From: Backoff, Event: EvOffer, Action: countBad},
+		{From: Backoff, Event: EvCandidate, Action: bufferCandidate},
+		{From: Idle, Event: EvOffer, Guard: hasSessionAndCredentials, To: ICE, Action: acceptOffer},
+		{From: Idle, Event: EvOffer, Action: countBad},
+		{From: Idle, Event: EvPark, Action: signalDown},
+		{From: Idle, Event: EvSignalUp, Action: signalUp},
+
+		// Everywhere but closed.
+		{From: Parked, Event: EvUpdate, Action: updateAllowedIPs},
+		{From: Session, Event: EvUpdate, Action: updateAllowedIPs},
+		{From: Backoff, Event: EvUpdate, Action: updateAllowedIPs},
+		{From: Idle, Event: EvUpdate, Action: updateAllowedIPs},
+		{From: Parked, Event: EvRemove, To: Closed},
+		{From: Session, Event: EvRemove, To: Closed},
+		{From: Backoff, Event: EvRemove, To: Closed},
+		{From: Idle, Event: EvRemove, To: Closed},
+	},
+})

@@ -1,0 +1,270 @@
+package peerfsm
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/fsm/fsmtest"
+	"github.com/nbfsm/nbfsm/internal/signal"
+)
+
+type fakeICE struct{ fx *fakeEffects }
+
+func (h fakeICE) AddRemoteCandidate(c string) { h.fx.Record("AddCandidate", c) }
+func (h fakeICE) Stop()                       { h.fx.Record("StopICE") }
+
+type fakeEffects struct {
+	fsmtest.Recorder
+	n        int
+	now      time.Time
+	lastRecv time.Time
+}
+
+func (f *fakeEffects) NewCredentials() Credentials {
+	f.n++
+	return Credentials{Ufrag: fmt.Sprintf("L%d", f.n), Pwd: "localpwd", SessionID: []byte{byte(f.n)}}
+}
+
+func (f *fakeEffects) Send(_ fsm.Sender, m signal.Message) {
+	switch m.Kind {
+	case signal.Candidate:
+		f.Record("Send", m.Kind, m.Candidate)
+	default:
+		f.Record("Send", m.Kind, m.Ufrag)
+	}
+}
+
+func (f *fakeEffects) StartICE(_ fsm.Sender, a Agent) ICEHandle {
+	f.Record("StartICE", a.Local.Ufrag+"/"+a.Remote.Ufrag, fmt.Sprintf("controlling=%v", a.Controlling), fmt.Sprintf("pending=%d", len(a.Candidates)))
+	return fakeICE{f}
+}
+
+func (f *fakeEffects) SetPeer(p WGPeer) {
+	switch {
+	case p.Relay != nil:
+		f.Record("SetPeer", "relay")
+	case p.Endpoint.IsValid():
+		f.Record("SetPeer", p.Endpoint)
+	case p.Keepalive > 0:
+		f.Record("SetPeer", "keepalive")
+	default:
+		f.Record("SetPeer")
+	}
+}
+
+func (f *fakeEffects) RemovePeer(wgtypes.Key) { f.Record("RemovePeer") }
+
+func (f *fakeEffects) HoldPath(Credentials, netip.AddrPort) func() {
+	f.Record("HoldPath")
+	return func() { f.Record("ReleasePath") }
+}
+
+func (f *fakeEffects) LastReceive(netip.AddrPort) time.Time { return f.lastRecv }
+func (f *fakeEffects) Now() time.Time                       { return f.now }
+
+type relayConn struct{ fakeNetConn }
+
+func TestSpecIsTotal(t *testing.T) { fsmtest.AssertTotal(t, Spec) }
+
+var (
+	keyLow  = wgtypes.Key{0x04} // "B..."
+	keyHigh = wgtypes.Key{0x80} // "g..."
+	remote  = netip.MustParseAddrPort("198.18.0.2:51820")
+	direct  = Pair{LocalType: "host", RemoteType: "host", Remote: remote}
+	relayed = Pair{Relayed: true, LocalType: "relay", RemoteType: "host", Conn: relayConn{}}
+)
+
+func offer(ufrag string, sid ...byte) fsm.Envelope {
+	return fsm.Envelope{Event: EvOffer, Data: signal.Message{Kind: signal.Offer, Ufrag: ufrag, Pwd: "remotepwd", SessionID: sid}}
+}
+
+func answer(ufrag string, sid ...byte) fsm.Envelope {
+	return fsm.Envelope{Event: EvAnswer, Data: signal.Message{Kind: signal.Answer, Ufrag: ufrag, Pwd: "remotepwd", SessionID: sid}}
+}
+
+func cand(c string) fsm.Envelope {
+	return fsm.Envelope{Event: EvCandidate, Data: signal.Message{Kind: signal.Candidate, Candidate: c}}
+}
+
+func e(ev fsm.Event, data ...any) fsm.Envelope {
+	env := fsm.Envelope{Event: ev}
+	if len(data) > 0 {
+		env.Data = data[0]
+	}
+	return env
+}
+
+func TestTransitions(t *testing.T) {
+	unparked := []string{"Send offer L1"}
+	tests := []struct {
+		name    string
+		own     wgtypes.Key // default keyHigh: this side controls
+		events  []fsm.Envelope
+		want    fsm.State
+		effects []string
+		timers  int
+	}{
+		{name: "parked holds nothing", want: Parked},
+		{name: "unpark offers", events: []fsm.Envelope{e(EvUnpark)}, want: Offering, effects: unparked, timers: 1},
+		{name: "unanswered offer is resent", events: []fsm.Envelope{e(EvUnpark), e(EvResend), e(EvResend)}, want: Offering,
+			effects: []string{"Send offer L1", "Send offer L1", "Send offer L1"}, timers: 1},
+		{name: "answer starts ICE", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9)}, want: Checking,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0"}, timers: 1},
+		{name: "controlled side", own: keyLow, events: []fsm.Envelope{e(EvUnpark), answer("R1", 9)}, want: Checking,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=false pending=0"}, timers: 1},
+		{name: "crossing offer is answered with our credentials", events: []fsm.Envelope{e(EvUnpark), offer("R1", 9)}, want: Checking,
+			effects: []string{"Send offer L1", "Send answer L1", "StartICE L1/R1 controlling=true pending=0"}, timers: 1},
+		{name: "offer while parked: answered at once", events: []fsm.Envelope{offer("R1", 9)}, want: Checking,
+			effects: []string{"Send answer L1", "StartICE L1/R1 controlling=true pending=0"}, timers: 1},
+		{name: "offer without session id ignored", events: []fsm.Envelope{offer("R1")}, want: Parked},
+		{name: "early candidates kept for the agent", events: []fsm.Envelope{cand("c1"), e(EvUnpark), cand("c2"), answer("R1", 9), cand("c3")},
+			want: Checking, effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=2", "AddCandidate c3"}, timers: 1},
+		{name: "local candidates sent after the exchange", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvLocalCandidate, "cand-x")},
+			want: Checking, effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "Send candidate cand-x"}, timers: 1},
+		{name: "repeated offer answered, agent kept", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), offer("R1", 9)}, want: Checking,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "Send answer L1"}, timers: 1},
+		{name: "repeated answer ignored", events: []fsm.Envelope{e(EvUnpark), offer("R1", 9), answer("R1", 9)}, want: Checking,
+			effects: []string{"Send offer L1", "Send answer L1", "StartICE L1/R1 controlling=true pending=0"}, timers: 1},
+		{name: "new remote session rebuilds local session", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), offer("R2", 10)}, want: Checking,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "StopICE", "Send answer L2",
+				"StartICE L2/R2 controlling=true pending=0"}, timers: 1},
+		{name: "new answer restarts the agent, same local credentials", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), answer("R2", 10)},
+			want: Checking, effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "StopICE",
+				"StartICE L1/R2 controlling=true pending=0"}, timers: 1},
+		{name: "direct pair: controlling sets endpoint, closes agent, holds path",
+			events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvICEConnected, direct)}, want: Direct,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "SetPeer 198.18.0.2:51820", "StopICE", "HoldPath"}, timers: 1},
+		{name: "direct pair: controlled side sets keepalive only", own: keyLow,
+			events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvICEConnected, direct)}, want: Direct,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=false pending=0", "SetPeer keepalive", "StopICE", "HoldPath"}, timers: 1},
+		{name: "relayed pair keeps the agent", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvICEConnected, relayed)}, want: Relayed,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "SetPeer relay"}},
+		{name: "connected stays connected when signal drops",
+			events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvICEConnected, relayed), e(EvPark)}, want: Relayed,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "SetPeer relay"}},
+		{name: "path lost with signal up → backoff",
+			events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvICEConnected, relayed), e(EvICEFailed, errors.New("failed"))}, want: Backoff,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "SetPeer relay", "SetPeer", "StopICE"}, timers: 1},
+		{name: "path lost with signal down → parked, nothing armed",
+			events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvICEConnected, relayed), e(EvPark), e(EvICEFailed, errors.New("failed"))}, want: Parked,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "SetPeer relay", "SetPeer", "StopICE"}},
+		{name: "signal down while offering → parked", events: []fsm.Envelope{e(EvUnpark), e(EvPark)}, want: Parked, effects: unparked},
+		{name: "signal down while checking → parked, agent stopped", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvPark)}, want: Parked,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "StopICE"}},
+		{name: "checks time out → backoff", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvCheckTimeout)}, want: Backoff,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "StopICE"}, timers: 1},
+		{name: "backoff → new session", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvCheckTimeout), e(EvRetry)}, want: Offering,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "StopICE", "Send offer L2"}, timers: 1},
+		{name: "backoff parks when signal drops", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvCheckTimeout), e(EvPark)}, want: Parked,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "StopICE"}},
+		{name: "go-idle closes the session", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvGoIdle)}, want: Idle,
+			effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "StopICE"}},
+		{name: "idle ignores unpark, answers an offer", events: []fsm.Envelope{e(EvUnpark), e(EvGoIdle), e(EvUnpark), offer("R3", 3)}, want: Checking,
+			effects: []string{"Send offer L1", "Send answer L2", "StartICE L2/R3 controlling=true pending=0"}, timers: 1},
+		{name: "allowed IPs change reconfigures WireGuard", events: []fsm.Envelope{e(EvUpdate, []netip.Prefix{netip.MustParsePrefix("100.64.0.9/32")})},
+			want: Parked, effects: []string{"SetPeer"}},
+		{name: "removed: closed, WireGuard peer removed", events: []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvICEConnected, direct), e(EvRemove)},
+			want: Closed, effects: []string{"Send offer L1", "StartICE L1/R1 controlling=true pending=0", "SetPeer 198.18.0.2:51820", "StopICE", "HoldPath",
+				"ReleasePath", "SetPeer", "RemovePeer"}},
+		{name: "closed ignores everything", events: []fsm.Envelope{e(EvRemove), offer("R1", 1), e(EvUnpark)}, want: Closed, effects: []string{"RemovePeer"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			own := tt.own
+			if own == (wgtypes.Key{}) {
+				own = keyHigh
+			}
+			fx := &fakeEffects{now: time.Unix(1000, 0)}
+			l := fsm.NewLoop(fsm.Options{})
+			m, err := Add(l, &Peer{Own: own, Remote: keyMid, Effects: fx, Rand: rand.New(rand.NewPCG(1, 1)), SignalUp: true}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Remove(m.ID())
+			fx.Take() // the initial SetPeer
+			for _, ev := range tt.events {
+				ev.To = m.ID()
+				l.Deliver(ev)
+			}
+			if m.State() != tt.want {
+				t.Errorf("state %s, want %s", m.State(), tt.want)
+			}
+			if got := fx.Take(); !slices.Equal(got, tt.effects) {
+				t.Errorf("effects\n got %q\nwant %q", got, tt.effects)
+			}
+			if m.Timers() != tt.timers {
+				t.Errorf("timers %d, want %d", m.Timers(), tt.timers)
+			}
+			if s := l.Stats(); s.Unhandled != 0 {
+				t.Errorf("unhandled: %d", s.Unhandled)
+			}
+		})
+	}
+}
+
+// keyMid sorts between keyLow and keyHigh in base64.
+var keyMid = wgtypes.Key{0x40} // "Q..."
+
+func TestControlling(t *testing.T) {
+	if !Controlling(keyHigh, keyMid) || Controlling(keyLow, keyMid) {
+		t.Fatalf("role by base64 comparison: %s %s %s", keyLow, keyMid, keyHigh)
+	}
+}
+
+func TestPathVerdict(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tests := []struct {
+		name       string
+		now, last  time.Time
+		since      time.Time
+		wantAlive  bool
+		wantNextAt time.Duration
+	}{
+		{"recent traffic", t0.Add(80 * time.Second), t0.Add(70 * time.Second), t0, true, PathTimeout - 10*time.Second},
+		{"silent too long", t0.Add(200 * time.Second), t0.Add(100 * time.Second), t0, false, 0},
+		{"nothing yet, young path", t0.Add(10 * time.Second), time.Time{}, t0, true, PathTimeout - 10*time.Second},
+		{"nothing ever", t0.Add(PathTimeout), time.Time{}, t0, false, 0},
+	}
+	for _, tt := range tests {
+		alive, next := PathVerdict(tt.now, tt.last, tt.since, PathTimeout)
+		if alive != tt.wantAlive || next != tt.wantNextAt {
+			t.Errorf("%s: alive=%v next=%v, want %v %v", tt.name, alive, next, tt.wantAlive, tt.wantNextAt)
+		}
+	}
+}
+
+func TestDirectPathCheck(t *testing.T) {
+	fx := &fakeEffects{now: time.Unix(1000, 0)}
+	l := fsm.NewLoop(fsm.Options{})
+	m, _ := Add(l, &Peer{Own: keyHigh, Remote: keyMid, Effects: fx, SignalUp: true}, nil)
+	defer l.Remove(m.ID())
+	for _, ev := range []fsm.Envelope{e(EvUnpark), answer("R1", 9), e(EvICEConnected, direct)} {
+		ev.To = m.ID()
+		l.Deliver(ev)
+	}
+	fx.Take()
+	// Keepalives keep arriving: the check re-arms itself, once.
+	fx.now = fx.now.Add(PathTimeout)
+	fx.lastRecv = fx.now.Add(-5 * time.Second)
+	l.Deliver(fsm.Envelope{To: m.ID(), Event: EvPathCheck})
+	if m.State() != Direct || m.Timers() != 1 {
+		t.Fatalf("state %s timers %d", m.State(), m.Timers())
+	}
+	// Then silence.
+	fx.now = fx.now.Add(2 * PathTimeout)
+	l.Deliver(fsm.Envelope{To: m.ID(), Event: EvPathCheck})
+	if m.State() != Backoff {
+		t.Fatalf("state %s after silence", m.State())
+	}
+	if got := fx.Take(); !slices.Equal(got, []string{"ReleasePath", "SetPeer"}) {
+		t.Fatalf("effects %q", got)
+	}
+}
