@@ -47,6 +47,7 @@ type PeerStatus struct {
 	Endpoint              netip.AddrPort
 	Latency               time.Duration
 	LastErr               string
+	Timers                int // armed by the peer's machine
 	// From WireGuard, filled in by Client.Status (zero without a data plane).
 	LastHandshake time.Time
 	RxBytes       uint64
@@ -76,7 +77,8 @@ func (e *Engine) snapshot() Status {
 			return true
 		}
 		p := pm.Data
-		ps := PeerStatus{Key: p.Remote, AllowedIPs: slices.Clone(p.AllowedIPs), State: pm.State(), Since: pm.Since(), LastErr: p.LastErr}
+		ps := PeerStatus{Key: p.Remote, AllowedIPs: slices.Clone(p.AllowedIPs), State: pm.State(), Since: pm.Since(), LastErr: p.LastErr,
+			Timers: pm.Timers()}
 		if pm.In(peerfsm.Connected) {
 			ps.Connection = "direct"
 			if p.Pair.Relayed {

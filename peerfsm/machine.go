@@ -46,6 +46,8 @@ type Peer struct {
 	AllowedIPs  []netip.Prefix
 	Effects     Effects
 	Rand        *rand.Rand
+	// PathTimeout overrides the default PathTimeout (tests shorten it).
+	PathTimeout time.Duration
 
 	SignalUp     bool
 	Local        Credentials
@@ -81,6 +83,13 @@ func Add(l *fsm.Loop, p *Peer, parent fsm.Node) (*fsm.Machine[*Peer], error) {
 	}
 	p.Effects.SetPeer(WGPeer{Key: p.Remote, AllowedIPs: p.AllowedIPs})
 	return m, nil
+}
+
+func (p *Peer) pathTimeout() time.Duration {
+	if p.PathTimeout > 0 {
+		return p.PathTimeout
+	}
+	return PathTimeout
 }
 
 func (p *Peer) log(m *fsm.Machine[*Peer]) *zap.Logger {
@@ -119,7 +128,7 @@ var pairRelayed = &fsm.Guard[*Peer]{Name: "relayed", Fn: func(_ *fsm.Machine[*Pe
 
 var pathAlive = &fsm.Guard[*Peer]{Name: "path-alive", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
 	p := m.Data
-	alive, _ := PathVerdict(p.Effects.Now(), p.Effects.LastReceive(p.Pair.Remote), p.directSince, PathTimeout)
+	alive, _ := PathVerdict(p.Effects.Now(), p.Effects.LastReceive(p.Pair.Remote), p.directSince, p.pathTimeout())
 	return alive
 }}
 
@@ -133,6 +142,11 @@ func countBad(m *fsm.Machine[*Peer], e fsm.Envelope) {
 	m.Data.Bad++
 	m.Data.log(m).Debug("signal message not usable in this state", zap.String("event", string(e.Event)),
 		zap.String("from", string(m.State())))
+}
+
+func countSendFailure(m *fsm.Machine[*Peer], e fsm.Envelope) {
+	m.Data.SendFailures++
+	recordErr(m, e)
 }
 
 func recordErr(m *fsm.Machine[*Peer], e fsm.Envelope) {
@@ -262,7 +276,7 @@ func holdDirectPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	}
 	p.release = p.Effects.HoldPath(p.Local, p.Pair.Remote)
 	p.directSince = p.Effects.Now()
-	rearm(m, PathTimeout, EvPathCheck)
+	rearm(m, p.pathTimeout(), EvPathCheck)
 }
 
 func releaseDirectPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
@@ -286,12 +300,12 @@ func holdRelayedPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 
 func rearmPathCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	_, next := PathVerdict(p.Effects.Now(), p.Effects.LastReceive(p.Pair.Remote), p.directSince, PathTimeout)
+	_, next := PathVerdict(p.Effects.Now(), p.Effects.LastReceive(p.Pair.Remote), p.directSince, p.pathTimeout())
 	rearm(m, next, EvPathCheck)
 }
 
 func pathLost(m *fsm.Machine[*Peer], _ fsm.Envelope) {
-	m.Data.LastErr = "no traffic from the remote for " + PathTimeout.String()
+	m.Data.LastErr = "no traffic from the remote for " + m.Data.pathTimeout().String()
 }
 
 func armRetry(m *fsm.Machine[*Peer], _ fsm.Envelope) {

@@ -68,9 +68,9 @@ var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
 	Events:  events,
 	States: []fsm.StateDef[*Peer]{
 		{Name: Parked, Doc: "no signal, or waiting for its unpark turn: nothing armed",
-			Ignore: join(iceEvents, []fsm.Event{EvPark, EvSignalUp, EvAnswer, EvGoIdle, EvResend, EvSendFailed, EvRetry})},
+			Ignore: join(iceEvents, []fsm.Event{EvPark, EvSignalUp, EvAnswer, EvGoIdle, EvResend, EvRetry})},
 		{Name: Session, Initial: Offering, Doc: "one local ICE session: fresh credentials and session id",
-			Entry: newSession, Exit: endSession, Ignore: []fsm.Event{EvUnpark, EvSignalUp, EvRetry, EvSendFailed}},
+			Entry: newSession, Exit: endSession, Ignore: []fsm.Event{EvUnpark, EvSignalUp, EvRetry}},
 		{Name: Offering, Parent: Session, Doc: "offer sent, resent with backoff until an answer or an offer arrives",
 			Entry: sendOffer, Ignore: iceEvents},
 		{Name: ICE, Parent: Session, Initial: Checking, Doc: "an ICE agent for (local, remote) credentials",
@@ -84,9 +84,9 @@ var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
 		{Name: Relayed, Parent: Connected, Doc: "WireGuard bridged through the ICE (TURN) connection; the agent stays",
 			Entry: holdRelayedPath, Ignore: []fsm.Event{EvPathCheck}},
 		{Name: Backoff, Doc: "one timer, then offer again", Entry: armRetry,
-			Ignore: join(iceEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend, EvSendFailed})},
+			Ignore: join(iceEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend})},
 		{Name: Idle, Doc: "the remote went idle (GO_IDLE): no offers until it offers again",
-			Ignore: join(iceEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend, EvSendFailed, EvRetry, EvCandidate})},
+			Ignore: join(iceEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend, EvRetry, EvCandidate})},
 		{Name: Closed, Doc: "left the network map", Entry: closed, Ignore: events},
 	},
 	Transitions: []fsm.Transition[*Peer]{
@@ -146,6 +146,10 @@ var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
 		{From: Idle, Event: EvSignalUp, Action: signalUp},
 
 		// Everywhere but closed.
+		{From: Parked, Event: EvSendFailed, Action: countSendFailure},
+		{From: Session, Event: EvSendFailed, Action: countSendFailure, Doc: "counted; an unanswered offer is resent by its timer"},
+		{From: Backoff, Event: EvSendFailed, Action: countSendFailure},
+		{From: Idle, Event: EvSendFailed, Action: countSendFailure},
 		{From: Parked, Event: EvUpdate, Action: updateAllowedIPs},
 		{From: Session, Event: EvUpdate, Action: updateAllowedIPs},
 		{From: Backoff, Event: EvUpdate, Action: updateAllowedIPs},

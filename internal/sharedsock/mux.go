@@ -111,7 +111,7 @@ func (p pionLogger) Debug(msg string)                          { p.l.Debug(msg) 
 func (p pionLogger) Debugf(format string, args ...interface{}) { p.l.Debugf(format, args...) }
 func (p pionLogger) Info(msg string)                           { p.l.Info(msg) }
 func (p pionLogger) Infof(format string, args ...interface{})  { p.l.Infof(format, args...) }
-func (p pionLogger) Warn(msg string)                           { p.l.Warn(msg) }
-func (p pionLogger) Warnf(format string, args ...interface{})  { p.l.Warnf(format, args...) }
+func (p pionLogger) Warn(msg string)                           { p.l.Debug(msg) } // pion's warnings are routine
+func (p pionLogger) Warnf(format string, args ...interface{})  { p.l.Debugf(format, args...) }
 func (p pionLogger) Error(msg string)                          { p.l.Error(msg) }
 func (p pionLogger) Errorf(format string, args ...interface{}) { p.l.Errorf(format, args...) }

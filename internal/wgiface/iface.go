@@ -228,6 +228,10 @@ func (i *Interface) Close() error {
 	i.closed = true
 	i.mu.Unlock()
 	err := i.conf.close()
+	// Down first: wireguard-go's Close closes the TUN device before it stops
+	// its peers, so a packet still being received could write to a closed
+	// netstack channel.
+	_ = i.dev.Down()
 	i.dev.Close() // closes the TUN device and the Bind
 	i.log.Debug("interface closed")
 	return err
@@ -242,16 +246,14 @@ func (i *Interface) check() error {
 	return nil
 }
 
-// deviceLogger sends wireguard-go's log to zap: verbose at debug, errors at
-// warn (wireguard-go reports routine network failures as errors).
+// deviceLogger sends wireguard-go's log to zap at debug: it reports routine
+// network conditions ("no known endpoint for peer") as errors, and the
+// machines already report what the user should know.
 func deviceLogger(l *zap.Logger) *device.Logger {
 	s := l.Named("wireguard").Sugar()
 	lg := &device.Logger{Verbosef: device.DiscardLogf, Errorf: device.DiscardLogf}
 	if l.Core().Enabled(zap.DebugLevel) {
-		lg.Verbosef = s.Debugf
-	}
-	if l.Core().Enabled(zap.WarnLevel) {
-		lg.Errorf = s.Warnf
+		lg.Verbosef, lg.Errorf = s.Debugf, s.Debugf
 	}
 	return lg
 }

@@ -1,0 +1,224 @@
+package engine_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v2"
+	"go.uber.org/zap"
+
+	"github.com/nbfsm/nbfsm/engine"
+	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/internal/mgmt"
+	"github.com/nbfsm/nbfsm/internal/nbcrypto"
+	"github.com/nbfsm/nbfsm/internal/netping"
+	"github.com/nbfsm/nbfsm/internal/testnet"
+	"github.com/nbfsm/nbfsm/internal/wgiface"
+	"github.com/nbfsm/nbfsm/peerfsm"
+)
+
+const wait = 30 * time.Second // failure deadline, not an expectation
+
+var hostOnly = []ice.CandidateType{ice.CandidateTypeHost}
+
+type node struct {
+	name    string
+	c       *engine.Client
+	started time.Time
+}
+
+func startNode(t *testing.T, n *testnet.Network, name string, types []ice.CandidateType) *node {
+	t.Helper()
+	key, err := nbcrypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := engine.NewClient(engine.ClientOptions{
+		ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
+		Meta: mgmt.Meta{Hostname: name, GoOS: "linux"}, Mode: wgiface.Netstack,
+		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(), CandidateTypes: types,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := &node{name: name, c: c, started: time.Now()}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return nd
+}
+
+// waitPeers waits until every node has want peers in state in.
+func waitPeers(t *testing.T, nodes []*node, want int, in fsm.State) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		ok := true
+		for _, nd := range nodes {
+			s, err := nd.c.Status()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, p := range s.Peers {
+				if p.State == in || len(p.State) > len(in) && p.State[:len(in)+1] == in+"." {
+					n++
+				}
+			}
+			ok = ok && n == want
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, nd := range nodes {
+				s, _ := nd.c.Status()
+				t.Logf("%s: engine %s signal %s mgmt %s peers %+v", nd.name, s.State, s.Signal.State, s.Management.State, s.Peers)
+			}
+			t.Fatalf("peers not %s within %v", in, wait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func addrOf(t *testing.T, nd *node) netip.Addr {
+	s, err := nd.c.Status()
+	if err != nil || !s.Address.IsValid() {
+		t.Fatalf("%s has no address: %v", nd.name, err)
+	}
+	return s.Address.Addr()
+}
+
+// pingAll pings every ordered pair and returns the slowest first reply.
+func pingAll(t *testing.T, nodes []*node) {
+	t.Helper()
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a == b {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			rtt, err := netping.Ping(ctx, a.c.Net(), addrOf(t, a), addrOf(t, b), 200*time.Millisecond)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s → %s: %v", a.name, b.name, err)
+			}
+			t.Logf("%s → %s: echo reply in %v", a.name, b.name, rtt)
+		}
+	}
+}
+
+func startNet(t *testing.T) *testnet.Network {
+	t.Helper()
+	n, err := testnet.Start(testnet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+// Three engines join with a setup key, connect all pairs directly and pass
+// traffic both ways; the time from start to the first packet through each
+// tunnel is printed (the official client needs 6.4 s median).
+func TestThreeEnginesDirect(t *testing.T) {
+	n := startNet(t)
+	var nodes []*node
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		nodes = append(nodes, startNode(t, n, name, nil))
+	}
+	// Time to first packet: ping as soon as each node has a netstack.
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a == b {
+				continue
+			}
+			deadline := time.Now().Add(wait)
+			for a.c.Net() == nil || !hasAddr(b) {
+				if time.Now().After(deadline) {
+					t.Fatal("no interface")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			_, err := netping.Ping(ctx, a.c.Net(), addrOf(t, a), addrOf(t, b), 100*time.Millisecond)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s → %s: %v", a.name, b.name, err)
+			}
+			t.Logf("first packet %s → %s: %v after %s started", a.name, b.name, time.Since(a.started).Round(time.Millisecond), a.name)
+		}
+	}
+	waitPeers(t, nodes, 2, peerfsm.Connected)
+	pingAll(t, nodes)
+}
+
+func hasAddr(nd *node) bool {
+	s, err := nd.c.Status()
+	return err == nil && s.Address.IsValid()
+}
+
+// With host candidates blocked, the path goes through the test network's
+// TURN server: connected.relayed, and traffic passes.
+func TestTwoEnginesRelayed(t *testing.T) {
+	n := startNet(t)
+	relay := []ice.CandidateType{ice.CandidateTypeRelay}
+	nodes := []*node{startNode(t, n, "alpha", relay), startNode(t, n, "beta", relay)}
+	waitPeers(t, nodes, 1, peerfsm.Relayed)
+	pingAll(t, nodes)
+}
+
+// Signal stopped while connected: both stay connected and traffic keeps
+// passing. A client restarted while signal is down parks its peers with no
+// timer armed.
+func TestSignalDownKeepsTunnels(t *testing.T) {
+	n := startNet(t)
+	nodes := []*node{startNode(t, n, "alpha", nil), startNode(t, n, "beta", nil)}
+	waitPeers(t, nodes, 1, peerfsm.Direct)
+	n.Signal.Stop()
+	for _, nd := range nodes {
+		deadline := time.Now().Add(wait)
+		for {
+			s, _ := nd.c.Status()
+			if s.State == engine.SignalDown {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not see signal down", nd.name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitPeers(t, nodes, 1, peerfsm.Direct)
+	pingAll(t, nodes)
+
+	// Restart beta while signal is down: its peer machine parks, no timer.
+	_ = nodes[1].c.Close()
+	gamma := startNode(t, n, "gamma", nil)
+	deadline := time.Now().Add(wait)
+	for {
+		s, _ := gamma.c.Status()
+		if len(s.Peers) == 2 && s.Peers[0].State == peerfsm.Parked && s.Peers[1].State == peerfsm.Parked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gamma's peers: %+v", s.Peers)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s, err := gamma.c.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range s.Peers {
+		if p.Timers != 0 {
+			t.Fatalf("parked peer holds %d timers", p.Timers)
+		}
+	}
+	if s.Loop.TimersArmed > 2 { // at most the two links' own
+		t.Fatalf("%d timers armed with every peer parked", s.Loop.TimersArmed)
+	}
+}

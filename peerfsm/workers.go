@@ -1,0 +1,414 @@
+package peerfsm
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v2"
+	"github.com/pion/stun"
+	"go.uber.org/zap"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/internal/nbcrypto"
+	"github.com/nbfsm/nbfsm/internal/sharedsock"
+	"github.com/nbfsm/nbfsm/internal/signal"
+	"github.com/nbfsm/nbfsm/internal/wgiface"
+)
+
+// SendTimeout bounds one signal send. A send is never retried by its
+// worker: the machine's offer backoff is the retry.
+const SendTimeout = 10 * time.Second
+
+// Lengths of the credentials official peers generate (PROTOCOL.md §4).
+const (
+	ufragLen = 16
+	pwdLen   = 32
+)
+
+// Workers is the production Effects: signal sends through SendFunc, pion ICE
+// agents on the shared socket's mux, WireGuard configuration of Iface.
+//
+// Every Effects method is called from the loop goroutine and returns without
+// waiting: sends and ICE run in goroutines that post back through the
+// machine's generation-bound fsm.Sender. One Workers serves every peer
+// machine of a loop. Set the exported fields before the first call; call
+// Close after the loop has stopped, before closing Iface and Socket.
+type Workers struct {
+	Socket *sharedsock.Socket
+	Iface  *wgiface.Interface
+	// SendFunc sends one signal message (signalfsm.Dialer.Send in
+	// production). It must honour ctx.
+	SendFunc func(ctx context.Context, m signal.Message) error
+	Log      *zap.Logger
+	// CandidateTypes, if set, restricts the candidate types agents gather
+	// and accept (tests force relay-only with it). Default: host, srflx,
+	// relay, as official peers.
+	CandidateTypes []ice.CandidateType
+
+	// urls are the STUN and TURN servers from the management config. They
+	// are written by SetICEServers and read by StartICE, both in the loop
+	// goroutine, so they need no lock.
+	urls []*stun.URI
+
+	initOnce sync.Once
+	log      *zap.Logger
+	ctx      context.Context // cancelled by Close: ends sends and dials
+	cancel   context.CancelFunc
+	workers  tracker
+
+	live struct {
+		sync.Mutex
+		closed bool
+		agents map[*iceAgent]struct{}
+		relays map[wgtypes.Key]*relayLink
+		// endpoints holds the peers whose WireGuard endpoint SetPeer set
+		// (direct or relay), until a reset or removal.
+		endpoints map[wgtypes.Key]bool
+	}
+}
+
+var _ Effects = (*Workers)(nil)
+
+// relayLink is the relay endpoint bridging one peer's WireGuard traffic
+// through a relayed ICE connection.
+type relayLink struct {
+	conn net.Conn
+	ep   netip.AddrPort
+	stop func()
+}
+
+func (w *Workers) init() {
+	w.initOnce.Do(func() {
+		l := w.Log
+		if l == nil {
+			l = zap.NewNop()
+		}
+		w.log = l.Named("peer")
+		w.ctx, w.cancel = context.WithCancel(context.Background())
+		w.live.agents = make(map[*iceAgent]struct{})
+		w.live.relays = make(map[wgtypes.Key]*relayLink)
+		w.live.endpoints = make(map[wgtypes.Key]bool)
+	})
+}
+
+// SetICEServers sets the STUN and TURN servers of agents started from now
+// on (TURN URIs carry Username and Password). Loop goroutine only: the
+// engine calls it when a management config arrives.
+func (w *Workers) SetICEServers(stuns []*stun.URI, turns []*stun.URI) {
+	urls := make([]*stun.URI, 0, len(stuns)+len(turns))
+	for _, u := range stuns {
+		if u != nil {
+			urls = append(urls, u)
+		}
+	}
+	for _, u := range turns {
+		if u != nil {
+			urls = append(urls, u)
+		}
+	}
+	w.urls = urls
+}
+
+// NewCredentials returns a fresh ufrag of 16 ASCII letters, pwd of 32 and
+// a 5-byte session id, from crypto/rand.
+func (w *Workers) NewCredentials() Credentials {
+	return Credentials{
+		Ufrag:     randomLetters(ufragLen),
+		Pwd:       randomLetters(pwdLen),
+		SessionID: randomBytes(signal.SessionIDSize),
+	}
+}
+
+const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// randomLetters draws n letters uniformly: bytes at or above the largest
+// multiple of 52 are rejected so that no letter is more likely.
+func randomLetters(n int) string {
+	const limit = 256 - 256%len(letters)
+	out := make([]byte, 0, n)
+	buf := make([]byte, n+n/2)
+	for len(out) < n {
+		_, _ = rand.Read(buf) // never fails (crypto/rand, Go 1.24+)
+		for _, b := range buf {
+			if int(b) < limit && len(out) < n {
+				out = append(out, letters[int(b)%len(letters)])
+			}
+		}
+	}
+	return string(out)
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// Send sends m in a worker goroutine, one attempt bounded by SendTimeout;
+// a failure is posted as EvSendFailed with the error.
+func (w *Workers) Send(s fsm.Sender, m signal.Message) {
+	w.init()
+	w.workers.Go(func() {
+		err := ErrNoSignal
+		if w.SendFunc != nil {
+			ctx, cancel := context.WithTimeout(w.ctx, SendTimeout)
+			err = w.SendFunc(ctx, m)
+			cancel()
+		}
+		if err != nil {
+			w.log.Debug("signal send failed", zap.String("peer", nbcrypto.Fingerprint(m.To)),
+				zap.String("event", m.Kind.String()), zap.NamedError("err", err))
+			_ = s.Post(EvSendFailed, fmt.Errorf("send %v: %w", m.Kind, err))
+		}
+	})
+}
+
+// SetPeer configures the WireGuard peer p describes:
+//   - relayed (Relay set): the connection is bridged by a sharedsock relay
+//     endpoint (the same one while the connection is the same) and the
+//     WireGuard endpoint is its virtual address, with keepalive; except on
+//     the controlled side of a relayed agent of these Workers, which sets
+//     keepalive only and learns the endpoint from the remote's handshake
+//     through the relay (see below);
+//   - direct with an Endpoint: endpoint and keepalive;
+//   - keepalive without endpoint: keepalive only (the endpoint stays as
+//     learned from the remote's handshake);
+//   - neither: the peer is reset to key and allowed IPs (removed and added
+//     again, since WireGuard keeps an endpoint otherwise).
+//
+// Two wireguard-go behaviours shape this. Crossing handshake initiations
+// (both sides start one at once) stall the tunnel for RekeyTimeout (5 s),
+// so only one side of a pair initiates: the controlling one, as the
+// machine does for direct pairs. And a packet sent to a peer without an
+// endpoint counts as a handshake attempt, which holds back the next
+// initiation for the same 5 s; so when an endpoint is first set on a peer
+// (the path just connected), the peer is removed and added fresh, and the
+// keepalive starts its handshake at once. Packets queued for the peer
+// before the path existed are dropped with it.
+//
+// A relay of the peer that p no longer uses is stopped (which closes its
+// ICE agent). Errors are logged, never returned.
+func (w *Workers) SetPeer(p WGPeer) {
+	w.init()
+	log := w.log.With(zap.String("peer", nbcrypto.Fingerprint(p.Key)))
+	if w.Iface == nil {
+		log.Warn("unexpected: set peer without a WireGuard interface")
+		return
+	}
+	wp := wgiface.Peer{Key: p.Key, AllowedIPs: p.AllowedIPs, Keepalive: p.Keepalive}
+	reset := false
+	switch {
+	case p.Relay != nil:
+		ep, err := w.relayEndpoint(p.Key, p.Relay)
+		if err != nil {
+			logFailure(log, "relay endpoint failed", err)
+			return
+		}
+		if !controlledRelay(p.Relay) {
+			wp.Endpoint = ep
+		}
+	case p.Endpoint.IsValid():
+		wp.Endpoint = p.Endpoint
+	case p.Keepalive == 0:
+		reset = true
+	}
+	w.live.Lock()
+	had := w.live.endpoints[p.Key]
+	switch {
+	case wp.Endpoint.IsValid():
+		w.live.endpoints[p.Key] = true
+		reset = !had
+	case reset:
+		delete(w.live.endpoints, p.Key)
+	}
+	w.live.Unlock()
+	if reset {
+		if err := w.Iface.RemovePeer(p.Key); err != nil {
+			logFailure(log, "wireguard reset peer failed", err)
+		}
+	}
+	if err := w.Iface.SetPeer(wp); err != nil {
+		logFailure(log.With(zap.Stringer("endpoint", wp.Endpoint)), "wireguard set peer failed", err)
+	}
+	if p.Relay == nil {
+		w.dropRelay(p.Key)
+	}
+}
+
+// controlledRelay reports whether c is the connection of a controlled
+// agent of these Workers.
+func controlledRelay(c net.Conn) bool {
+	ac, ok := c.(*agentConn)
+	return ok && !ac.h.controlling
+}
+
+// RemovePeer stops the peer's relay, if any, and removes it from WireGuard.
+func (w *Workers) RemovePeer(k wgtypes.Key) {
+	w.init()
+	w.dropRelay(k)
+	w.live.Lock()
+	delete(w.live.endpoints, k)
+	w.live.Unlock()
+	if w.Iface == nil {
+		return
+	}
+	if err := w.Iface.RemovePeer(k); err != nil {
+		logFailure(w.log.With(zap.String("peer", nbcrypto.Fingerprint(k))), "wireguard remove peer failed", err)
+	}
+}
+
+// HoldPath makes the shared socket answer the remote's STUN checks for the
+// closed agent of local credentials.
+func (w *Workers) HoldPath(local Credentials, remote netip.AddrPort) (release func()) {
+	w.init()
+	if w.Socket == nil {
+		return func() {}
+	}
+	cancel, err := w.Socket.Respond(local.Ufrag, local.Pwd, remote)
+	if err != nil {
+		logFailure(w.log.With(zap.Stringer("endpoint", remote)), "hold path failed", err)
+		return func() {}
+	}
+	return cancel
+}
+
+// LastReceive is when a WireGuard datagram last arrived from remote.
+func (w *Workers) LastReceive(remote netip.AddrPort) time.Time {
+	if w.Socket == nil {
+		return time.Time{}
+	}
+	return w.Socket.LastReceive(remote)
+}
+
+// Now is time.Now.
+func (w *Workers) Now() time.Time { return time.Now() }
+
+// Close stops every relay and agent, cancels sends and dials, and waits for
+// every worker goroutine (agent closes included). Call it after the loop
+// has stopped and before closing Iface and Socket. Idempotent.
+func (w *Workers) Close() {
+	w.init()
+	w.live.Lock()
+	w.live.closed = true
+	agents := make([]*iceAgent, 0, len(w.live.agents))
+	for a := range w.live.agents {
+		agents = append(agents, a)
+	}
+	relays := w.live.relays
+	w.live.relays = make(map[wgtypes.Key]*relayLink)
+	w.live.Unlock()
+	for _, r := range relays {
+		r.stop()
+	}
+	for _, a := range agents {
+		a.Stop()
+	}
+	w.cancel()
+	w.workers.Wait()
+}
+
+// relayEndpoint returns the relay endpoint of peer for c: the current one
+// when c is already bridged (SetPeer is called again with the same
+// connection when allowed IPs change), else a new one, which stops the old.
+func (w *Workers) relayEndpoint(peer wgtypes.Key, c net.Conn) (netip.AddrPort, error) {
+	if w.Socket == nil {
+		return netip.AddrPort{}, ErrNoSocket
+	}
+	w.live.Lock()
+	if w.live.closed {
+		w.live.Unlock()
+		return netip.AddrPort{}, ErrWorkersClosed
+	}
+	if r := w.live.relays[peer]; r != nil && r.conn == c {
+		w.live.Unlock()
+		return r.ep, nil
+	}
+	w.live.Unlock()
+	ep, stop, err := w.Socket.RelayEndpoint(peer, c)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("relay endpoint: %w", err)
+	}
+	w.live.Lock()
+	old := w.live.relays[peer]
+	w.live.relays[peer] = &relayLink{conn: c, ep: ep.AddrPort(), stop: stop}
+	w.live.Unlock()
+	if old != nil {
+		old.stop() // already stopped by the socket; drops our reference
+	}
+	return ep.AddrPort(), nil
+}
+
+// dropRelay stops the peer's relay, if any.
+func (w *Workers) dropRelay(peer wgtypes.Key) {
+	w.live.Lock()
+	r := w.live.relays[peer]
+	delete(w.live.relays, peer)
+	w.live.Unlock()
+	if r != nil {
+		r.stop()
+	}
+}
+
+// logFailure logs a failed WireGuard or socket call: at debug when the
+// interface or socket is already closed (shutdown), else as unexpected.
+func logFailure(log *zap.Logger, what string, err error) {
+	if errors.Is(err, wgiface.ErrClosed) || errors.Is(err, sharedsock.ErrClosed) || errors.Is(err, ErrWorkersClosed) {
+		log.Debug(what, zap.NamedError("err", err))
+		return
+	}
+	log.Warn("unexpected: "+what, zap.NamedError("err", err))
+}
+
+// tracker counts worker goroutines so that Close can wait for them. Unlike
+// a WaitGroup it allows Go while Wait is in progress (an agent closing from
+// a relay reader, say).
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0 while someone waits
+}
+
+// Go runs f in a counted goroutine.
+func (t *tracker) Go(f func()) {
+	t.mu.Lock()
+	t.n++
+	t.mu.Unlock()
+	go func() {
+		defer t.done()
+		f()
+	}()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	t.n--
+	if t.n == 0 && t.zero != nil {
+		close(t.zero)
+		t.zero = nil
+	}
+	t.mu.Unlock()
+}
+
+// Wait returns when no counted goroutine runs.
+func (t *tracker) Wait() {
+	for {
+		t.mu.Lock()
+		if t.n == 0 {
+			t.mu.Unlock()
+			return
+		}
+		if t.zero == nil {
+			t.zero = make(chan struct{})
+		}
+		z := t.zero
+		t.mu.Unlock()
+		<-z
+	}
+}
