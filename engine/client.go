@@ -177,3 +177,6 @@ func (d *dataplane) SetConfig(c mgmt.Config) {
 	}
 	d.workers.SetICEServers(stuns, turns)
 }
+
+// SocketStats returns the shared socket's datagram counters.
+func (c *Client) SocketStats() sharedsock.Stats { return c.sock.Stats() }

@@ -74,15 +74,12 @@ func rearm(m *fsm.Machine[*Peer], d time.Duration, ev fsm.Event) {
 	m.Data.timer = m.After(d, ev, nil)
 }
 
-// Add creates the machine of one remote peer, parked, and configures its
-// WireGuard peer (key and allowed IPs only: no endpoint until ICE connects).
+// Add creates the machine of one remote peer, parked. Its WireGuard peer
+// exists only while an ICE agent works for it (session.ice): wireguard-go
+// gives every configured peer two goroutines and ~40 KiB of queues, which a
+// parked or offering peer must not hold.
 func Add(l *fsm.Loop, p *Peer, parent fsm.Node) (*fsm.Machine[*Peer], error) {
-	m, err := fsm.Add(l, Spec, ID(p.Remote), p, parent)
-	if err != nil {
-		return nil, err
-	}
-	p.Effects.SetPeer(WGPeer{Key: p.Remote, AllowedIPs: p.AllowedIPs})
-	return m, nil
+	return fsm.Add(l, Spec, ID(p.Remote), p, parent)
 }
 
 func (p *Peer) pathTimeout() time.Duration {
@@ -209,6 +206,9 @@ func answerAgain(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 
 func startICE(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
+	// Key and allowed IPs only, before the handshake can arrive; the
+	// endpoint comes with the selected pair.
+	p.Effects.SetPeer(WGPeer{Key: p.Remote, AllowedIPs: p.AllowedIPs})
 	if p.answerPending {
 		p.Effects.Send(m.Worker(), p.message(signal.Answer))
 		p.answerPending = false
@@ -226,6 +226,7 @@ func stopICE(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 		p.ice.Stop()
 		p.ice = nil
 	}
+	p.Effects.RemovePeer(p.Remote)
 	m.NewGeneration() // late events of the stopped agent are dropped
 }
 
@@ -286,11 +287,10 @@ func releaseDirectPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	}
 }
 
-// leaveConnected: back to key and allowed IPs only, no endpoint.
+// leaveConnected forgets the pair; leaving session.ice removes the
+// WireGuard peer.
 func leaveConnected(m *fsm.Machine[*Peer], _ fsm.Envelope) {
-	p := m.Data
-	p.Effects.SetPeer(WGPeer{Key: p.Remote, AllowedIPs: p.AllowedIPs})
-	p.Pair = Pair{}
+	m.Data.Pair = Pair{}
 }
 
 func holdRelayedPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
@@ -321,6 +321,9 @@ func updateAllowedIPs(m *fsm.Machine[*Peer], e fsm.Envelope) {
 	}
 	p := m.Data
 	p.AllowedIPs = ips
+	if !m.In(ICE) {
+		return // no WireGuard peer outside session.ice
+	}
 	wg := WGPeer{Key: p.Remote, AllowedIPs: ips}
 	if m.In(Connected) {
 		wg.Keepalive = Keepalive
@@ -333,9 +336,7 @@ func updateAllowedIPs(m *fsm.Machine[*Peer], e fsm.Envelope) {
 	p.Effects.SetPeer(wg)
 }
 
-func closed(m *fsm.Machine[*Peer], _ fsm.Envelope) {
-	m.Data.Effects.RemovePeer(m.Data.Remote)
-}
+func closed(*fsm.Machine[*Peer], fsm.Envelope) {}
 
 // EventFor maps a signal message kind to the peer event it becomes.
 func EventFor(k signal.Kind) (fsm.Event, bool) {

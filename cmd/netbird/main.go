@@ -16,7 +16,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newTestnetCmd(), newDemoCmd())
+	root.AddCommand(newTestnetCmd(), newDemoCmd(), newScenarioCmd())
 	return root
 }
 

@@ -1,0 +1,254 @@
+//go:build linux
+
+package engine_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/nbfsm/nbfsm/engine"
+	"github.com/nbfsm/nbfsm/internal/mgmt"
+	"github.com/nbfsm/nbfsm/internal/nbcrypto"
+	"github.com/nbfsm/nbfsm/internal/testnet"
+	"github.com/nbfsm/nbfsm/internal/wgiface"
+	"github.com/nbfsm/nbfsm/peerfsm"
+)
+
+// Failure deadlines, never expectations.
+const (
+	e2eHubWait     = 30 * time.Second // the hub's first line
+	e2eClientsWait = 60 * time.Second // both clients connected and pinged
+	e2eConnectWait = 30 * time.Second // inside a client: its peer connected
+	e2ePollEvery   = 50 * time.Millisecond
+)
+
+// TestTUNNamespacesEngines runs the whole client end to end on real TUN
+// devices: the test network in a hub namespace behind a bridge, and one
+// nbfsm client in each of two namespaces wired to it, each a child process
+// of this test binary. Both log in with the setup key, connect to each other
+// through ICE on the shared socket, and the system ping crosses the
+// WireGuard tunnel both ways.
+//
+//	nbfsm-a  eth0 198.18.0.2 ─┐
+//	                          ├─ br0 198.18.0.1  nbfsm-hub (management, signal, STUN/TURN)
+//	nbfsm-b  eth0 198.18.0.3 ─┘
+func TestTUNNamespacesEngines(t *testing.T) {
+	if os.Getenv(e2eEnvRole) != "" {
+		t.Skip("in a child process")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, TUN)")
+	}
+	for _, tool := range []string{"ip", "ping"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not installed (.ci/run installs iproute2 and iputils-ping): %v", tool, err)
+		}
+	}
+	topo := newE2ETopology(t)
+
+	hub := startE2EChild(t, "hub", topo.hub, map[string]string{e2eEnvRole: e2eRoleTestnet, e2eEnvHost: e2eHubAddr})
+	line, ok := hub.mark(e2eMarkTestnet, time.Now().Add(e2eHubWait))
+	if !ok {
+		_ = hub.stop(e2eStopWait)
+		t.Fatalf("test network did not start:\n%s", hub.output())
+	}
+	url, setupKey, ok := strings.Cut(line, " ")
+	if !ok || !strings.HasPrefix(url, "http://"+e2eHubAddr+":") || setupKey == "" {
+		t.Fatalf("hub printed %q, want <management URL on %s> <setup key>", url, e2eHubAddr)
+	}
+	t.Logf("test network in %s: management %s", topo.hub, url)
+
+	clients := []*e2eChild{}
+	for _, c := range []struct{ name, ns string }{{"a", topo.a}, {"b", topo.b}} {
+		clients = append(clients, startE2EChild(t, c.name, c.ns, map[string]string{
+			e2eEnvRole: e2eRoleClient, e2eEnvMgmt: url, e2eEnvSetupKey: setupKey, e2eEnvName: "nbfsm-e2e-" + c.name,
+		}))
+	}
+	// Each client stays up after its ping so that the other one can still
+	// reach it; they are stopped together once both have reported.
+	deadline := time.Now().Add(e2eClientsWait)
+	var failed []string
+	for _, c := range clients {
+		got, ok := c.mark(e2eMarkPinged, deadline)
+		if !ok {
+			failed = append(failed, c.name)
+			continue
+		}
+		t.Logf("client %s: %s", c.name, got)
+	}
+	for _, c := range clients {
+		err := c.stop(e2eStopWait)
+		if err != nil {
+			t.Errorf("client %s exited: %v", c.name, err)
+		}
+		t.Logf("client %s output:\n%s", c.name, c.output())
+	}
+	if err := hub.stop(e2eStopWait); err != nil {
+		t.Errorf("test network exited: %v\n%s", err, hub.output())
+	}
+	if len(failed) > 0 {
+		t.Fatalf("clients %v did not connect and ping within %v (hub output:\n%s)", failed, e2eClientsWait, hub.output())
+	}
+}
+
+// TestTUNEnginesChild is the child side of TestTUNNamespacesEngines; it
+// skips unless run by it. Its TestMain is the package's, so goleak checks
+// the child too once it has shut down.
+func TestTUNEnginesChild(t *testing.T) {
+	switch os.Getenv(e2eEnvRole) {
+	case e2eRoleTestnet:
+		runE2ETestnet(t)
+	case e2eRoleClient:
+		runE2EClient(t)
+	default:
+		t.Skip("helper process of TestTUNNamespacesEngines")
+	}
+}
+
+// runE2ETestnet serves the test network on the hub address until stdin
+// closes.
+func runE2ETestnet(t *testing.T) {
+	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()),
+		zapcore.Lock(os.Stderr), zap.InfoLevel))
+	n, err := testnet.Start(testnet.Options{Host: os.Getenv(e2eEnvHost), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	fmt.Printf("%s %s %s\n", e2eMarkTestnet, n.ManagementURL(), n.SetupKey())
+	_, _ = io.Copy(io.Discard, os.Stdin) // the parent closes stdin when done
+}
+
+// runE2EClient runs one client on wt0 until its peer is connected and
+// answers ping, reports, and shuts down when stdin closes.
+func runE2EClient(t *testing.T) {
+	var logs lockedBuffer
+	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), &logs, zap.DebugLevel))
+	key, err := nbcrypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := engine.NewClient(engine.ClientOptions{
+		ManagementURL: os.Getenv(e2eEnvMgmt), PrivateKey: key, SetupKey: os.Getenv(e2eEnvSetupKey),
+		Meta: mgmt.Meta{Hostname: os.Getenv(e2eEnvName), GoOS: "linux"}, Mode: wgiface.TUN, Interface: "wt0",
+		Listen: netip.MustParseAddrPort("0.0.0.0:51820"), Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		s, err := c.Status()
+		t.Logf("status (err %v):\n%s", err, e2eDump(s))
+		t.Logf("last log lines:\n%s", logs.tail(5000))
+		t.Fatalf(format, args...)
+	}
+	start := time.Now()
+	if err := c.Start(context.Background()); err != nil {
+		fail("Start: %v", err)
+	}
+	peer, err := e2eWaitConnected(c)
+	if err != nil {
+		fail("%v", err)
+	}
+	connected := time.Since(start)
+	first, out, err := e2ePing(peer, start)
+	if err != nil {
+		fail("ping %s: %v\n%s", peer, err, out)
+	}
+	t.Logf("ping %s:\n%s", peer, out)
+	s, _ := c.Status()
+	t.Logf("status:\n%s", e2eDump(s))
+	fmt.Printf("%s connected after %v, first echo reply after %v (peer %s)\n",
+		e2eMarkPinged, connected.Round(time.Millisecond), first.Round(time.Millisecond), peer)
+	_, _ = io.Copy(io.Discard, os.Stdin) // stay up for the other side until the parent is done
+}
+
+// e2eWaitConnected polls Status until the single peer is in
+// session.ice.connected (or a substate) and returns its overlay address.
+func e2eWaitConnected(c *engine.Client) (netip.Addr, error) {
+	deadline := time.Now().Add(e2eConnectWait)
+	for {
+		s, err := c.Status()
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("status: %w", err)
+		}
+		if len(s.Peers) == 1 {
+			p := s.Peers[0]
+			if p.State == peerfsm.Connected || strings.HasPrefix(string(p.State), string(peerfsm.Connected)+".") {
+				for _, a := range p.AllowedIPs {
+					if a.Bits() == 32 {
+						return a.Addr(), nil
+					}
+				}
+				return netip.Addr{}, fmt.Errorf("connected peer has no /32 in %v", p.AllowedIPs)
+			}
+		}
+		if time.Now().After(deadline) {
+			return netip.Addr{}, fmt.Errorf("peer not %s within %v", peerfsm.Connected, e2eConnectWait)
+		}
+		time.Sleep(e2ePollEvery)
+	}
+}
+
+// e2ePing runs the system ping through wt0 and returns the time from start
+// to its first echo reply, read from ping's output as it comes.
+func e2ePing(to netip.Addr, start time.Time) (time.Duration, string, error) {
+	cmd := exec.Command("ping", "-c", "3", "-W", "2", to.String())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, "", err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return 0, "", err
+	}
+	var out strings.Builder
+	var first time.Duration
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if first == 0 && strings.Contains(sc.Text(), "bytes from") {
+			first = time.Since(start)
+		}
+		out.WriteString(sc.Text() + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		return 0, out.String(), err
+	}
+	if first == 0 {
+		return 0, out.String(), fmt.Errorf("no echo reply")
+	}
+	return first, out.String(), nil
+}
+
+// e2eDump renders a status for a failure report: public keys, states and
+// endpoints only.
+func e2eDump(s engine.Status) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "engine %s since %s, address %v, serial %d\n", s.State, s.Since.Format(time.TimeOnly), s.Address, s.Serial)
+	fmt.Fprintf(&b, "management %s (sessions %d) %s\n", s.Management.State, s.Management.Sessions, s.Management.Reason)
+	fmt.Fprintf(&b, "signal %s (sessions %d) %s\n", s.Signal.State, s.Signal.Sessions, s.Signal.Reason)
+	for _, p := range s.Peers {
+		fmt.Fprintf(&b, "peer %s %v: %s since %s, %s %s/%s endpoint %v latency %v, handshake %s rx %d tx %d, timers %d, last error %q\n",
+			nbcrypto.Fingerprint(p.Key), p.AllowedIPs, p.State, p.Since.Format(time.TimeOnly), p.Connection,
+			p.LocalType, p.RemoteType, p.Endpoint, p.Latency, p.LastHandshake.Format(time.TimeOnly), p.RxBytes, p.TxBytes,
+			p.Timers, p.LastErr)
+	}
+	return b.String()
+}
