@@ -294,7 +294,7 @@ func idle(ctx context.Context, out io.Writer, c *engine.Client, o Options, title
 	fmt.Fprintf(out, "\n%s, over %v:\n", title, p1.at.Sub(p0.at).Round(time.Second))
 	fmt.Fprintf(out, "  loop events %d (%.1f/min), context switches %.0f/min, CPU %.3f s/min, goroutines %d, heap %.1f MiB\n",
 		s1.Loop.Dispatched-s0.Loop.Dispatched, float64(s1.Loop.Dispatched-s0.Loop.Dispatched)/min,
-		float64(p1.switches-p0.switches)/min, (p1.cpu - p0.cpu).Seconds()/min, p1.goroutines, float64(p1.heap)/(1<<20))
+		float64(p1.switches-p0.switches)/min, (p1.cpu-p0.cpu).Seconds()/min, p1.goroutines, float64(p1.heap)/(1<<20))
 	fmt.Fprintf(out, "  management %s (%d sessions), signal %s (%d sessions), timers armed %d\n",
 		s1.Management.State, s1.Management.Sessions, s1.Signal.State, s1.Signal.Sessions, s1.Loop.TimersArmed)
 	return nil
