@@ -8,7 +8,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 ENGINE_PKGS := fsm peerfsm signalfsm mgmtfsm engine
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-short bench docs lint proto demo testnet fuzz tools clean
+.PHONY: all build test test-short bench scenario docs lint proto demo testnet fuzz tools clean
 
 all: build
 
@@ -26,6 +26,12 @@ test-short:
 ## bench: the framework's and the data path's benchmarks (docs/benchmarks.md).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/
+	$(GO) test -run '^$$' -bench FirstPacket -benchtime 20x ./engine/
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./internal/wgiface/
+
+## scenario: idle cost with 1000 parked peers and servers down, a connected idle pair.
+scenario:
+	$(GO) run ./cmd/netbird scenario --peers 1000 --duration 60s
 
 ## docs: regenerate docs/diagrams from the machine Specs.
 docs:

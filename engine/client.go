@@ -36,7 +36,9 @@ type ClientOptions struct {
 	MTU    int
 	Logger *zap.Logger
 	Ring   *fsm.Ring
-	Rand   *rand.Rand
+	// Observers are told of every transition, in the loop goroutine.
+	Observers []fsm.Observer
+	Rand      *rand.Rand
 	// CandidateTypes restricts ICE candidates (tests force relay with it).
 	CandidateTypes []ice.CandidateType
 	// MgmtOptions are extra management client options (tests).
@@ -72,7 +74,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	md := &mgmtfsm.Dialer{URL: o.ManagementURL, Key: o.PrivateKey, Meta: o.Meta,
 		Options: append([]mgmt.Option{mgmt.WithLogger(o.Logger.Named("mgmt"))}, o.MgmtOptions...)}
 	plane := &dataplane{o: o, sock: sock, workers: w}
-	e, err := New(Config{PrivateKey: o.PrivateKey, SetupKey: o.SetupKey, Logger: o.Logger, Rand: o.Rand, Ring: o.Ring,
+	e, err := New(Config{PrivateKey: o.PrivateKey, SetupKey: o.SetupKey, Logger: o.Logger, Rand: o.Rand, Ring: o.Ring, Observers: o.Observers,
 		Mgmt: md, Signal: sd, Peers: w, Dataplane: plane})
 	if err != nil {
 		_ = sock.Close()

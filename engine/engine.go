@@ -50,6 +50,8 @@ type Config struct {
 	Rand *rand.Rand
 	// Ring, if set, receives every transition (for `netbird events`).
 	Ring *fsm.Ring
+	// Observers are told of every transition, in the loop goroutine.
+	Observers []fsm.Observer
 }
 
 // Dataplane is what the engine asks of the data path, from the loop
@@ -112,6 +114,9 @@ func New(cfg Config) (*Engine, error) {
 	e.loop.Observe(fsm.ZapObserver{Log: cfg.Logger.Named("fsm")})
 	if cfg.Ring != nil {
 		e.loop.Observe(cfg.Ring)
+	}
+	for _, o := range cfg.Observers {
+		e.loop.Observe(o)
 	}
 	var err error
 	if e.m, err = fsm.Add(e.loop, Spec, ID, e, nil); err != nil {

@@ -29,7 +29,7 @@ type node struct {
 	started time.Time
 }
 
-func startNode(t *testing.T, n *testnet.Network, name string, types []ice.CandidateType) *node {
+func startNode(t testing.TB, n *testnet.Network, name string, types []ice.CandidateType) *node {
 	t.Helper()
 	key, err := nbcrypto.GenerateKey()
 	if err != nil {
@@ -84,7 +84,7 @@ func waitPeers(t *testing.T, nodes []*node, want int, in fsm.State) {
 	}
 }
 
-func addrOf(t *testing.T, nd *node) netip.Addr {
+func addrOf(t testing.TB, nd *node) netip.Addr {
 	s, err := nd.c.Status()
 	if err != nil || !s.Address.IsValid() {
 		t.Fatalf("%s has no address: %v", nd.name, err)
@@ -111,7 +111,7 @@ func pingAll(t *testing.T, nodes []*node) {
 	}
 }
 
-func startNet(t *testing.T) *testnet.Network {
+func startNet(t testing.TB) *testnet.Network {
 	t.Helper()
 	n, err := testnet.Start(testnet.Options{})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
 
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
@@ -133,6 +134,7 @@ func runE2ETestnet(t *testing.T) {
 // runE2EClient runs one client on wt0 until its peer is connected and
 // answers ping, reports, and shuts down when stdin closes.
 func runE2EClient(t *testing.T) {
+	e2ePrivateUAPIDir(t)
 	var logs lockedBuffer
 	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), &logs, zap.DebugLevel))
 	key, err := nbcrypto.GenerateKey()
@@ -156,7 +158,7 @@ func runE2EClient(t *testing.T) {
 		t.Helper()
 		s, err := c.Status()
 		t.Logf("status (err %v):\n%s", err, e2eDump(s))
-		t.Logf("last log lines:\n%s", logs.tail(5000))
+		t.Logf("last log lines:\n%s", logs.tail(300))
 		t.Fatalf(format, args...)
 	}
 	start := time.Now()
@@ -178,6 +180,36 @@ func runE2EClient(t *testing.T) {
 	fmt.Printf("%s connected after %v, first echo reply after %v (peer %s)\n",
 		e2eMarkPinged, connected.Round(time.Millisecond), first.Round(time.Millisecond), peer)
 	_, _ = io.Copy(io.Discard, os.Stdin) // stay up for the other side until the parent is done
+}
+
+// e2ePrivateUAPIDir gives this process its own /var/run/wireguard. Both
+// clients name their device wt0, as NetBird does; network namespaces keep
+// the devices apart, but wireguard-go's UAPI socket wt0.sock lives in the
+// filesystem, which the namespaces share. `ip netns exec` already runs us
+// in a new mount namespace whose mounts do not propagate back (it remounts
+// /sys there), so a tmpfs mounted here is private to this child and goes
+// away with it. The check refuses to mount anything in the parent's mount
+// namespace.
+func e2ePrivateUAPIDir(t *testing.T) {
+	t.Helper()
+	const dir = "/var/run/wireguard"
+	self, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self == parent {
+		t.Fatalf("mount namespace %s is the parent's: not run by `ip netns exec`", self)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755"); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v", dir, err)
+	}
 }
 
 // e2eWaitConnected polls Status until the single peer is in

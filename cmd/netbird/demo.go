@@ -15,10 +15,10 @@ func newDemoCmd() *cobra.Command {
 	var outage time.Duration
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the links against the built-in local test network, through a signal and a management outage",
-		Long: "demo starts a local management, signal and STUN/TURN server on 127.0.0.1, two nbfsm clients, and prints\n" +
-			"every transition of their management and signal links while each server goes down and comes back.\n" +
-			"No root, no network beyond loopback.",
+		Short: "Three clients on the built-in local test network: connect, pass traffic, ride out server outages",
+		Long: "demo starts a local management, signal and STUN/TURN server on 127.0.0.1 and three nbfsm clients\n" +
+			"(userspace WireGuard on netstack), prints every transition of their links and peers while they connect,\n" +
+			"pings through every tunnel, and rides out a signal and a management outage. No root, loopback only.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

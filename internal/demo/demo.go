@@ -1,25 +1,32 @@
-// Package demo runs nbfsm's links against the built-in test network and
-// prints their transitions through a signal outage, a management outage and
-// the recovery: `make demo` / `netbird demo`. No root, no network beyond
-// 127.0.0.1.
+// Package demo runs three nbfsm clients against the built-in test network
+// and prints what their machines do: they join with a setup key, connect
+// every pair over ICE and WireGuard (userspace, netstack: no root) and pass
+// traffic; then the signal server goes down (tunnels stay up) and comes back,
+// and the management server goes down and comes back. `make demo` /
+// `netbird demo`. Nothing leaves 127.0.0.1.
 package demo
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
-	"github.com/nbfsm/nbfsm/internal/fsmwatch"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
-	"github.com/nbfsm/nbfsm/internal/signal"
+	"github.com/nbfsm/nbfsm/internal/netping"
 	"github.com/nbfsm/nbfsm/internal/testnet"
+	"github.com/nbfsm/nbfsm/internal/wgiface"
 	"github.com/nbfsm/nbfsm/mgmtfsm"
+	"github.com/nbfsm/nbfsm/peerfsm"
 	"github.com/nbfsm/nbfsm/signalfsm"
 )
 
@@ -27,65 +34,16 @@ import (
 type Options struct {
 	// Outage is how long each server stays down (default 4 s).
 	Outage time.Duration
-	// Timeout bounds each wait for a state (default 60 s).
+	// Timeout bounds each wait (default 60 s).
 	Timeout time.Duration
 }
-
-// client is one nbfsm client: a loop owning a supervisor, the management
-// link and the signal link.
-type client struct {
-	name  string
-	key   wgtypes.Key
-	loop  *fsm.Loop
-	mgmt  *fsm.Machine[*mgmtfsm.Link]
-	sig   *fsm.Machine[*signalfsm.Link]
-	watch *fsmwatch.Watch
-	stop  func()
-}
-
-// sup is the demo's stand-in for the engine: it starts the signal link with
-// the server the management login hands out, and prints what the links
-// notify.
-type sup struct {
-	name string
-	out  *printer
-}
-
-const (
-	evSignalUp   fsm.Event = "signal-up"
-	evSignalDown fsm.Event = "signal-down"
-)
-
-var supSpec = fsm.MustCompile(fsm.Spec[*sup]{
-	Kind: "client", Initial: "running",
-	Events: []fsm.Event{mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig, evSignalUp, evSignalDown},
-	States: []fsm.StateDef[*sup]{{Name: "running", Ignore: []fsm.Event{evSignalUp, evSignalDown}}},
-	Transitions: []fsm.Transition[*sup]{
-		{From: "running", Event: mgmtfsm.NotifyLogin, Action: func(m *fsm.Machine[*sup], e fsm.Envelope) {
-			r := e.Data.(*mgmt.LoginResult)
-			m.Data.out.note(m.Data.name, fmt.Sprintf("logged in: overlay address %s, signal %s", r.Peer.Address, r.Config.Signal.URI))
-			m.Send(signalfsm.ID, signalfsm.EvStart, signalfsm.Server{Addr: r.Config.Signal.URI, TLS: r.Config.Signal.TLS()})
-		}},
-		{From: "running", Event: mgmtfsm.NotifyConfig, Action: func(m *fsm.Machine[*sup], e fsm.Envelope) {
-			c := e.Data.(*mgmt.Config)
-			m.Send(signalfsm.ID, signalfsm.EvServer, signalfsm.Server{Addr: c.Signal.URI, TLS: c.Signal.TLS()})
-		}},
-		{From: "running", Event: mgmtfsm.NotifyMap, Action: func(m *fsm.Machine[*sup], e fsm.Envelope) {
-			nm := e.Data.(*mgmt.NetworkMap)
-			m.Data.out.note(m.Data.name, fmt.Sprintf("network map serial %d: %d peer(s)", nm.Serial, len(nm.Peers)))
-		}},
-	},
-	Routes: []fsm.Route{
-		{Kind: signalfsm.Kind, Enter: signalfsm.Connected, Raise: evSignalUp},
-		{Kind: signalfsm.Kind, Leave: signalfsm.Connected, Raise: evSignalDown},
-	},
-})
 
 // printer writes timestamped lines; observers call it from loop goroutines.
 type printer struct {
 	mu    sync.Mutex
 	w     io.Writer
 	start time.Time
+	names map[string]string // peer machine id → client name
 }
 
 func (p *printer) line(s string) {
@@ -94,72 +52,74 @@ func (p *printer) line(s string) {
 	fmt.Fprintf(p.w, "%7.3fs  %s\n", time.Since(p.start).Seconds(), s)
 }
 
-func (p *printer) note(who, s string) { p.line(fmt.Sprintf("%-6s %s", who, s)) }
-
 func (p *printer) observer(who string) fsm.Observer {
 	return fsm.ObserverFunc(func(r fsm.Record) {
-		if r.Internal || r.Kind == "client" {
+		if r.Internal || r.From == "" || r.Kind == engine.Kind && !strings.HasPrefix(string(r.To), "running.signal") {
 			return
 		}
+		machine := r.Kind
+		if r.Kind == peerfsm.Kind {
+			machine = "peer:" + p.names[r.Machine]
+		}
 		cause := ""
-		if r.Cause != "" {
+		if r.Cause != "" && r.Kind != engine.Kind {
 			cause = "  (" + shorten(r.Cause) + ")"
 		}
-		from := short(r.From)
-		if from == "" {
-			from = "·"
-		}
-		p.line(fmt.Sprintf("%-6s %-7s %-13s --%s--> %s%s", who, r.Kind, from, r.Event, short(r.To), cause))
+		p.line(fmt.Sprintf("%-6s %-11s %-13s --%s--> %s%s", who, machine, short(r.From), r.Event, short(r.To), cause))
 	})
 }
 
 func short(s fsm.State) string {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '.' {
-			return string(s[i+1:])
-		}
+	if i := strings.LastIndexByte(string(s), '.'); i >= 0 {
+		return string(s[i+1:])
 	}
 	return string(s)
 }
 
 func shorten(s string) string {
-	if len(s) > 70 {
-		return s[:67] + "..."
+	if len(s) > 60 {
+		return s[:57] + "..."
 	}
 	return s
 }
 
-func newClient(n *testnet.Network, name string, out *printer) (*client, error) {
-	key, err := nbcrypto.GenerateKey()
-	if err != nil {
-		return nil, err
+type node struct {
+	name    string
+	key     wgtypes.Key
+	c       *engine.Client
+	started time.Time
+}
+
+// until polls a client's status (the demo harness, not the engine).
+func until(ctx context.Context, nd *node, timeout time.Duration, what string, ok func(engine.Status) bool) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := nd.c.Status()
+		if err != nil {
+			return err
+		}
+		if ok(s) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("demo: %s: %s not reached within %v", nd.name, what, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	c := &client{name: name, key: key, loop: fsm.NewLoop(fsm.Options{}), watch: fsmwatch.New(4096)}
-	c.loop.Observe(out.observer(name))
-	c.loop.Observe(c.watch)
-	s, err := fsm.Add(c.loop, supSpec, "client", &sup{name: name, out: out}, nil)
-	if err != nil {
-		return nil, err
+}
+
+func connected(s engine.Status) int {
+	n := 0
+	for _, p := range s.Peers {
+		if p.Connection != "" {
+			n++
+		}
 	}
-	md := &mgmtfsm.Dialer{URL: n.ManagementURL(), Key: key, Meta: mgmt.Meta{Hostname: name, GoOS: "linux"}}
-	if c.mgmt, err = mgmtfsm.New(c.loop, &mgmtfsm.Link{Effects: md, SetupKey: n.SetupKey()}, s); err != nil {
-		return nil, err
-	}
-	sd := &signalfsm.Dialer{Key: key, Deliver: func(m signal.Message) {
-		out.note(name, fmt.Sprintf("signal message from %s: %s", nbcrypto.Fingerprint(m.From), m.Kind))
-	}}
-	if c.sig, err = signalfsm.New(c.loop, &signalfsm.Link{Effects: sd}, s); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.loop.Run(ctx); close(done) }()
-	c.stop = func() {
-		_ = c.loop.Do(func() { md.EndSession() })
-		cancel()
-		<-done
-	}
-	return c, c.loop.Post(fsm.Envelope{To: mgmtfsm.ID, Event: mgmtfsm.EvStart})
+	return n
 }
 
 // Run runs the demo, writing to w.
@@ -170,92 +130,140 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 	if o.Timeout == 0 {
 		o.Timeout = 60 * time.Second
 	}
-	out := &printer{w: w, start: time.Now()}
+	out := &printer{w: w, start: time.Now(), names: map[string]string{}}
 	n, err := testnet.Start(testnet.Options{})
 	if err != nil {
 		return err
 	}
 	defer n.Close()
-	out.line(fmt.Sprintf("test network up: management %s, signal %s", n.ManagementURL(), n.SignalAddr()))
+	out.line(fmt.Sprintf("test network up: management %s, signal %s, STUN/TURN %s", n.ManagementURL(), n.SignalAddr(), n.STUNURI()))
 
-	var clients []*client
-	defer func() {
-		for _, c := range clients {
-			c.stop()
-		}
-	}()
-	for _, name := range []string{"alpha", "beta"} {
-		c, err := newClient(n, name, out)
+	var nodes []*node
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		key, err := nbcrypto.GenerateKey()
 		if err != nil {
 			return err
 		}
-		clients = append(clients, c)
+		out.names[peerfsm.ID(key.PublicKey())] = name
+		nodes = append(nodes, &node{name: name, key: key})
 	}
-	waitAll := func(machine string, s fsm.State) error {
-		for _, c := range clients {
-			if _, err := c.watch.Until(machine, s, o.Timeout); err != nil {
-				return fmt.Errorf("%s: %w", c.name, err)
-			}
+	for _, nd := range nodes {
+		nd.c, err = engine.NewClient(engine.ClientOptions{ManagementURL: n.ManagementURL(), PrivateKey: nd.key,
+			SetupKey: n.SetupKey(), Meta: mgmt.Meta{Hostname: nd.name, GoOS: "linux"}, Mode: wgiface.Netstack,
+			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(), Observers: []fsm.Observer{out.observer(nd.name)}})
+		if err != nil {
+			return err
 		}
-		return ctx.Err()
+		defer nd.c.Close()
 	}
-	if err := waitAll(mgmtfsm.ID, mgmtfsm.Synced); err != nil {
-		return err
+	for _, nd := range nodes {
+		nd.started = time.Now()
+		if err := nd.c.Start(ctx); err != nil {
+			return err
+		}
 	}
-	if err := waitAll(signalfsm.ID, signalfsm.Connected); err != nil {
-		return err
+	for _, nd := range nodes {
+		if err := until(ctx, nd, o.Timeout, "two peers connected", func(s engine.Status) bool { return connected(s) == 2 }); err != nil {
+			return err
+		}
 	}
-	if err := sendOffer(ctx, n, clients[0], clients[1]); err != nil {
+	if err := pingAll(ctx, out, nodes, o, "first echo reply", true); err != nil {
 		return err
 	}
 
-	phase := func(title string, stop func(), start func() error, machine string, down, up fsm.State) error {
-		out.line("——— " + title + " down for " + o.Outage.String() + " ———")
-		stop()
-		if err := waitAll(machine, down); err != nil {
+	out.line("——— signal server down: connected peers keep their tunnels ———")
+	n.Signal.Stop()
+	for _, nd := range nodes {
+		if err := until(ctx, nd, o.Timeout, "signal down", func(s engine.Status) bool { return s.State == engine.SignalDown }); err != nil {
 			return err
 		}
-		select {
-		case <-time.After(o.Outage):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		out.line("——— " + title + " back ———")
-		back := time.Now()
-		if err := start(); err != nil {
-			return err
-		}
-		if err := waitAll(machine, up); err != nil {
-			return err
-		}
-		out.line(fmt.Sprintf("——— every %s link recovered %.2fs after the server came back ———", machine, time.Since(back).Seconds()))
-		return nil
 	}
-	if err := phase("signal server", n.Signal.Stop, n.Signal.Start, signalfsm.ID, signalfsm.Backoff, signalfsm.Connected); err != nil {
+	if err := pingAll(ctx, out, nodes, o, "echo reply without signal", false); err != nil {
 		return err
 	}
-	if err := phase("management server", n.Mgmt.Stop, n.Mgmt.Start, mgmtfsm.ID, mgmtfsm.Backoff, mgmtfsm.Synced); err != nil {
+	sleep(ctx, o.Outage)
+	out.line("——— signal server back ———")
+	back := time.Now()
+	if err := n.Signal.Start(); err != nil {
 		return err
 	}
-	for _, c := range clients {
-		var md, sd int
-		var st fsm.Stats
-		_ = c.loop.Do(func() { md, sd, st = c.mgmt.Data.Dials, c.sig.Data.Dials, c.loop.Stats() })
-		out.note(c.name, fmt.Sprintf("management sessions %d, signal sessions %d, events %d, stale worker events dropped %d",
-			md, sd, st.Dispatched, st.StaleGen))
+	for _, nd := range nodes {
+		if err := until(ctx, nd, o.Timeout, "signal up", func(s engine.Status) bool { return s.Signal.State == signalfsm.Connected }); err != nil {
+			return err
+		}
+	}
+	out.line(fmt.Sprintf("——— every signal link back %.2fs after the server ———", time.Since(back).Seconds()))
+
+	out.line("——— management server down ———")
+	n.Mgmt.Stop()
+	for _, nd := range nodes {
+		if err := until(ctx, nd, o.Timeout, "management backoff", func(s engine.Status) bool { return s.Management.State == mgmtfsm.Backoff }); err != nil {
+			return err
+		}
+	}
+	sleep(ctx, o.Outage)
+	out.line("——— management server back (with a new server key) ———")
+	back = time.Now()
+	if err := n.Mgmt.Start(); err != nil {
+		return err
+	}
+	for _, nd := range nodes {
+		if err := until(ctx, nd, o.Timeout, "management synced", func(s engine.Status) bool { return s.Management.State == mgmtfsm.Synced }); err != nil {
+			return err
+		}
+	}
+	out.line(fmt.Sprintf("——— every management link back %.2fs after the server ———", time.Since(back).Seconds()))
+	if err := pingAll(ctx, out, nodes, o, "echo reply", false); err != nil {
+		return err
+	}
+	for _, nd := range nodes {
+		s, err := nd.c.Status()
+		if err != nil {
+			return err
+		}
+		var peers []string
+		for _, p := range s.Peers {
+			peers = append(peers, fmt.Sprintf("%s %s %s/%s rx %dB tx %dB", out.names[peerfsm.ID(p.Key)], p.Connection, p.LocalType, p.RemoteType, p.RxBytes, p.TxBytes))
+		}
+		out.line(fmt.Sprintf("%-6s %s: %s; loop events %d, timers armed %d", nd.name, s.Address, strings.Join(peers, ", "), s.Loop.Dispatched, s.Loop.TimersArmed))
 	}
 	out.line("done: every wait above was a state with one timer; nothing polled.")
 	return nil
 }
 
-func sendOffer(ctx context.Context, n *testnet.Network, from, to *client) error {
-	s, err := signal.Dial(n.SignalAddr(), false, from.key)
-	if err != nil {
-		return err
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
 	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return s.Send(ctx, signal.Message{To: to.key.PublicKey(), Kind: signal.Offer,
-		Ufrag: "demoUfragDemoUfr", Pwd: "demoPwdDemoPwdDemoPwdDemoPwdDemo", SessionID: []byte{1, 2, 3, 4, 5}})
+}
+
+func pingAll(ctx context.Context, out *printer, nodes []*node, o Options, what string, sinceStart bool) error {
+	for _, a := range nodes {
+		sa, err := a.c.Status()
+		if err != nil {
+			return err
+		}
+		for _, b := range nodes {
+			if a == b {
+				continue
+			}
+			sb, err := b.c.Status()
+			if err != nil {
+				return err
+			}
+			pctx, cancel := context.WithTimeout(ctx, o.Timeout)
+			rtt, err := netping.Ping(pctx, a.c.Net(), sa.Address.Addr(), sb.Address.Addr(), 100*time.Millisecond)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("demo: %s → %s: %w", a.name, b.name, err)
+			}
+			msg := fmt.Sprintf("%-6s ping %s (%s): %s in %v", a.name, b.name, sb.Address.Addr(), what, rtt.Round(10*time.Microsecond))
+			if sinceStart {
+				msg += fmt.Sprintf(", %v after %s started", time.Since(a.started).Round(time.Millisecond), a.name)
+			}
+			out.line(msg)
+		}
+	}
+	return nil
 }
