@@ -161,6 +161,7 @@ func (d *dataplane) Up(addr netip.Prefix, mtu int) error {
 	}
 	d.iface = iface
 	d.workers.Iface = iface
+	d.workers.Overlay = addr.Masked()
 	return nil
 }
 

@@ -21,7 +21,6 @@ import (
 
 const wait = 30 * time.Second // failure deadline, not an expectation
 
-var hostOnly = []ice.CandidateType{ice.CandidateTypeHost}
 
 type node struct {
 	name    string

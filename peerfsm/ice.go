@@ -45,7 +45,11 @@ func (w *Workers) StartICE(s fsm.Sender, a Agent) ICEHandle {
 	ctx, cancel := context.WithCancel(w.ctx)
 	h := &iceAgent{
 		w: w, s: s, ctx: ctx, cancel: cancel, ready: make(chan struct{}), controlling: a.Controlling,
-		log: w.log.With(zap.String("peer", nbcrypto.Fingerprint(a.Peer))),
+		log:     w.log.With(zap.String("peer", nbcrypto.Fingerprint(a.Peer))),
+		overlay: w.Overlay,
+	}
+	if w.Socket != nil {
+		h.loopbackOK = w.Socket.LocalAddr().Addr().IsLoopback()
 	}
 	w.live.Lock()
 	closed := w.live.closed
@@ -125,6 +129,9 @@ type iceAgent struct {
 	cancel context.CancelFunc
 	// controlling is the agent's role, for SetPeer of its relayed pair.
 	controlling bool
+	// overlay and loopbackOK filter local candidates (see useless).
+	overlay    netip.Prefix
+	loopbackOK bool
 
 	// agent is written by run before ready is closed, and read only after
 	// ready is closed; nil if the agent could not be created.
@@ -221,7 +228,7 @@ func (h *iceAgent) onCandidate(c ice.Candidate) {
 	if c == nil || h.stopped.Load() {
 		return // nil: gathering is complete
 	}
-	if redundant(c) {
+	if redundant(c) || h.useless(c) {
 		return
 	}
 	text := c.Marshal()
@@ -237,6 +244,22 @@ func (h *iceAgent) onCandidate(c ice.Candidate) {
 func redundant(c ice.Candidate) bool {
 	r := c.RelatedAddress()
 	return c.Type() == ice.CandidateTypeServerReflexive && r != nil && r.Address == c.Address() && r.Port == c.Port()
+}
+
+// useless reports a host candidate no remote can use: a loopback address
+// (unless this socket itself is on loopback, as in the test network), or an
+// address inside the overlay (the WireGuard interface's own: reaching it
+// would need the tunnel being built).
+func (h *iceAgent) useless(c ice.Candidate) bool {
+	if c.Type() != ice.CandidateTypeHost {
+		return false
+	}
+	ip, err := netip.ParseAddr(c.Address())
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	return ip.IsLoopback() && !h.loopbackOK || h.overlay.IsValid() && h.overlay.Contains(ip)
 }
 
 func (h *iceAgent) onState(s ice.ConnectionState) {

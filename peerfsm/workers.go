@@ -51,6 +51,9 @@ type Workers struct {
 	// and accept (tests force relay-only with it). Default: host, srflx,
 	// relay, as official peers.
 	CandidateTypes []ice.CandidateType
+	// Overlay is the overlay network (the interface address's prefix): host
+	// candidates inside it are not signalled. Set before the first StartICE.
+	Overlay netip.Prefix
 
 	// urls are the STUN and TURN servers from the management config. They
 	// are written by SetICEServers and read by StartICE, both in the loop

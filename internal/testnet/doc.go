@@ -9,7 +9,9 @@
 //
 // Integration tests start one per test with Start and reach the fault hooks
 // through Network.Mgmt and Network.Signal; `netbird testnet` runs one for
-// manual use. Everything listens on 127.0.0.1 only.
+// manual use. Everything listens on 127.0.0.1 only, unless Options.Host
+// names another address (end-to-end tests put the servers on a bridge
+// inside a network namespace).
 //
 //	n, err := testnet.Start(testnet.Options{Logger: log})
 //	...

@@ -3,6 +3,7 @@ package testnet
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 
 	"go.uber.org/zap"
@@ -14,7 +15,8 @@ import (
 	"github.com/nbfsm/nbfsm/internal/testnet/turnsrv"
 )
 
-// Host is the only address the test network listens on.
+// Host is the address the test network listens on unless Options.Host
+// says otherwise.
 const Host = "127.0.0.1"
 
 // Options configure Start. The zero value is a working network.
@@ -24,6 +26,12 @@ type Options struct {
 	SetupKeys []string
 	// Topology: a sees b iff Topology(a, b). nil → all-to-all.
 	Topology func(a, b wgtypes.Key) bool
+
+	// Host is the IPv4 address (not 0.0.0.0) all three servers listen on
+	// and that the handed-out signal, STUN and TURN URIs name ("" → Host,
+	// 127.0.0.1). Tests in network namespaces set it to the hub's underlay
+	// address.
+	Host string
 
 	// Fixed ports for manual runs (0 → any free port).
 	MgmtPort, SignalPort, TURNPort int
@@ -40,9 +48,16 @@ type Network struct {
 	setupKey string
 }
 
-// Start starts the three servers on 127.0.0.1. On error nothing is left
-// running.
+// Start starts the three servers on Options.Host (127.0.0.1 by default). On
+// error nothing is left running.
 func Start(opts Options) (*Network, error) {
+	host := opts.Host
+	if host == "" {
+		host = Host
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.Is4() || ip.IsUnspecified() {
+		return nil, fmt.Errorf("%w: %q", ErrHost, host)
+	}
 	for _, p := range []int{opts.MgmtPort, opts.SignalPort, opts.TURNPort} {
 		if p < 0 || p > 65535 {
 			return nil, fmt.Errorf("%w: %d", ErrPort, p)
@@ -61,13 +76,13 @@ func Start(opts Options) (*Network, error) {
 		n.setupKey = keys[0]
 	}
 
-	relay, err := turnsrv.Start(turnsrv.Config{Logger: log, Addr: hostPort(opts.TURNPort)})
+	relay, err := turnsrv.Start(turnsrv.Config{Logger: log, Addr: hostPort(host, opts.TURNPort)})
 	if err != nil {
 		return nil, fmt.Errorf("testnet: %w", err)
 	}
 	n.Turn = relay
 
-	n.Signal = signalsrv.New(signalsrv.Config{Logger: log, Addr: hostPort(opts.SignalPort)})
+	n.Signal = signalsrv.New(signalsrv.Config{Logger: log, Addr: hostPort(host, opts.SignalPort)})
 	if err := n.Signal.Start(); err != nil {
 		_ = relay.Close()
 		return nil, fmt.Errorf("testnet: signal: %w", err)
@@ -76,7 +91,7 @@ func Start(opts Options) (*Network, error) {
 	user, pass := relay.Credentials()
 	n.Mgmt = mgmtsrv.New(mgmtsrv.Config{
 		Logger:    log,
-		Addr:      hostPort(opts.MgmtPort),
+		Addr:      hostPort(host, opts.MgmtPort),
 		SetupKeys: keys,
 		Topology:  opts.Topology,
 		NetbirdConfig: &mgmtpb.NetbirdConfig{
@@ -97,20 +112,21 @@ func Start(opts Options) (*Network, error) {
 	return n, nil
 }
 
-// ManagementURL is "http://127.0.0.1:PORT".
+// ManagementURL is "http://HOST:PORT" (HOST: Options.Host, 127.0.0.1 by
+// default; likewise below).
 func (n *Network) ManagementURL() string { return "http://" + n.Mgmt.Addr() }
 
-// SignalAddr is "127.0.0.1:PORT".
+// SignalAddr is "HOST:PORT".
 func (n *Network) SignalAddr() string { return n.Signal.Addr() }
 
 // SetupKey is the first valid setup key ("" if Options.SetupKeys was empty
 // but not nil).
 func (n *Network) SetupKey() string { return n.setupKey }
 
-// STUNURI is "stun:127.0.0.1:PORT".
+// STUNURI is "stun:HOST:PORT".
 func (n *Network) STUNURI() string { return n.Turn.STUNURI() }
 
-// TURN is the TURN URI ("turn:127.0.0.1:PORT?transport=udp") and its static
+// TURN is the TURN URI ("turn:HOST:PORT?transport=udp") and its static
 // credentials.
 func (n *Network) TURN() (uri, user, pass string) {
 	user, pass = n.Turn.Credentials()
@@ -124,6 +140,6 @@ func (n *Network) Close() {
 	_ = n.Turn.Close()
 }
 
-func hostPort(port int) string {
-	return net.JoinHostPort(Host, strconv.Itoa(port))
+func hostPort(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }

@@ -191,6 +191,22 @@ func TestOptions(t *testing.T) {
 			t.Fatalf("ManagementURL = %q, want %q", n.ManagementURL(), want)
 		}
 	})
+	t.Run("host", func(t *testing.T) {
+		n := startNetwork(t, Options{Host: "127.0.0.1"})
+		uri, _, _ := n.TURN()
+		for _, got := range []string{n.ManagementURL(), n.SignalAddr(), n.STUNURI(), uri} {
+			if !strings.Contains(got, "127.0.0.1:") {
+				t.Fatalf("%q does not name the host", got)
+			}
+		}
+	})
+	t.Run("bad host", func(t *testing.T) {
+		for _, h := range []string{"localhost", "::1", "0.0.0.0", "198.18.0.1/24"} {
+			if _, err := Start(Options{Host: h}); !errors.Is(err, ErrHost) {
+				t.Fatalf("Start(Host %q) = %v, want ErrHost", h, err)
+			}
+		}
+	})
 	t.Run("bad port", func(t *testing.T) {
 		for _, o := range []Options{{MgmtPort: -1}, {SignalPort: 70000}, {TURNPort: 65536}} {
 			if _, err := Start(o); !errors.Is(err, ErrPort) {

@@ -1,6 +1,7 @@
 // Package turnsrv is the test network's STUN/TURN server: pion/turn on one
-// UDP port of 127.0.0.1, answering STUN Binding requests and allocating UDP
-// relays on 127.0.0.1 for one static user, with long-term credentials.
+// UDP port of 127.0.0.1 (or of the address in Config.Addr), answering STUN
+// Binding requests and allocating UDP relays on that same address for one
+// static user, with long-term credentials.
 //
 // The URIs it hands out are the ones the management server puts in
 // NetbirdConfig: "stun:127.0.0.1:PORT" and

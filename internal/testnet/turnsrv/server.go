@@ -21,13 +21,23 @@ const (
 	DefaultRealm = "nbfsm.test"
 )
 
-// relayIP is the address of every relay the server allocates.
-var relayIP = net.IPv4(127, 0, 0, 1)
+// defaultRelayIP is where relays are allocated when the server listens on
+// the unspecified address.
+var defaultRelayIP = net.IPv4(127, 0, 0, 1)
+
+// relayIPFor is the address of every relay the server allocates: the one it
+// listens on, so that peers that reach the server reach its relays too.
+func relayIPFor(a net.Addr) net.IP {
+	if u, ok := a.(*net.UDPAddr); ok && u.IP != nil && !u.IP.IsUnspecified() {
+		return u.IP
+	}
+	return defaultRelayIP
+}
 
 // Config configures a Server.
 type Config struct {
 	Logger   *zap.Logger // nil → zap.NewNop()
-	Addr     string      // "" → DefaultAddr (UDP)
+	Addr     string      // "" → DefaultAddr (UDP); relays are allocated on its IP
 	User     string      // "" → DefaultUser
 	Password string      // "" → random
 	Realm    string      // "" → DefaultRealm
@@ -73,6 +83,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	s.conn = newTrackedConn(pc)
 	s.addr = pc.LocalAddr().String()
+	relayIP := relayIPFor(pc.LocalAddr())
 	key := turn.GenerateAuthKey(s.user, s.realm, s.pass)
 	s.turn, err = turn.NewServer(turn.ServerConfig{
 		Realm:         s.realm,
@@ -100,7 +111,7 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Addr is "127.0.0.1:PORT".
+// Addr is "127.0.0.1:PORT" (the host of Config.Addr).
 func (s *Server) Addr() string { return s.addr }
 
 // STUNURI is "stun:127.0.0.1:PORT".

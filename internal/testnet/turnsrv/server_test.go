@@ -157,3 +157,20 @@ func TestTURNRefusesBadCredentials(t *testing.T) {
 		t.Fatalf("Allocations = %d", got)
 	}
 }
+
+func TestRelayIPFor(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 3478}, "127.0.0.1"},
+		{&net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 3478}, "198.18.0.1"},
+		{&net.UDPAddr{IP: net.IPv4zero, Port: 3478}, "127.0.0.1"},
+		{&net.UDPAddr{Port: 3478}, "127.0.0.1"},
+		{&net.TCPAddr{IP: net.IPv4(198, 18, 0, 1)}, "127.0.0.1"},
+	} {
+		if got := relayIPFor(tc.addr); got.String() != tc.want {
+			t.Errorf("relayIPFor(%v) = %v, want %s", tc.addr, got, tc.want)
+		}
+	}
+}
