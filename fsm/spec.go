@@ -77,3 +77,13 @@ type Spec[C any] struct {
 	// Routes is the routing table used when this machine supervises others.
 	Routes []Route
 }
+
+// Join concatenates event lists: specs build their ignore lists from named
+// groups (every worker event, say) with it.
+func Join(lists ...[]Event) []Event {
+	var out []Event
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}

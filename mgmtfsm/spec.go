@@ -50,14 +50,6 @@ var events = []fsm.Event{EvStart, EvStop, EvSetupKey, EvKey, EvLoginOK, EvNotReg
 
 var workerEvents = []fsm.Event{EvKey, EvLoginOK, EvNotRegistered, EvKeyRejected, EvFailed, EvUpdate, EvStreamClosed}
 
-func join(evs ...[]fsm.Event) []fsm.Event {
-	var out []fsm.Event
-	for _, e := range evs {
-		out = append(out, e...)
-	}
-	return out
-}
-
 // Spec is the management link machine. Its diagram is docs/diagrams/mgmt.md.
 var Spec = fsm.MustCompile(fsm.Spec[*Link]{
 	Kind: Kind,
@@ -68,10 +60,10 @@ var Spec = fsm.MustCompile(fsm.Spec[*Link]{
 	Events:  events,
 	States: []fsm.StateDef[*Link]{
 		{Name: Idle, Doc: "not started",
-			Ignore: join(workerEvents, []fsm.Event{EvStop, EvRetry, EvNetworkUp, EvNetworkDown})},
+			Ignore: fsm.Join(workerEvents, []fsm.Event{EvStop, EvRetry, EvNetworkUp, EvNetworkDown})},
 		{Name: Running, Initial: Session, Doc: "started", Ignore: []fsm.Event{EvStart}},
 		{Name: Session, Parent: Running, Initial: Connecting, Doc: "one connection to the server: a new generation",
-			Entry: startSession, Exit: endSession, Ignore: join(workerEvents, []fsm.Event{EvRetry})},
+			Entry: startSession, Exit: endSession, Ignore: fsm.Join(workerEvents, []fsm.Event{EvRetry})},
 		{Name: Connecting, Parent: Session, Initial: FetchingKey, Doc: "key and login", Ignore: []fsm.Event{EvNetworkUp}},
 		{Name: FetchingKey, Parent: Connecting, Doc: "GetServerKey", Entry: fetchKey, Exit: cancelWorker},
 		{Name: LoggingIn, Parent: Connecting, Doc: "Login without setup key", Entry: login, Exit: cancelWorker},
@@ -81,11 +73,11 @@ var Spec = fsm.MustCompile(fsm.Spec[*Link]{
 		{Name: Syncing, Parent: Online, Doc: "waiting for the first network map"},
 		{Name: Synced, Parent: Online, Doc: "network map applied", Entry: synced},
 		{Name: Backoff, Parent: Running, Doc: "one timer armed", Entry: armRetry,
-			Ignore: join(workerEvents, []fsm.Event{EvNetworkDown})},
+			Ignore: fsm.Join(workerEvents, []fsm.Event{EvNetworkDown})},
 		{Name: NeedsLogin, Parent: Running, Doc: "setup key missing or rejected: waits for the user, no retry", Entry: needsLogin,
-			Ignore: join(workerEvents, []fsm.Event{EvRetry, EvNetworkUp, EvNetworkDown})},
+			Ignore: fsm.Join(workerEvents, []fsm.Event{EvRetry, EvNetworkUp, EvNetworkDown})},
 		{Name: Stopped, Doc: "stopped by the engine",
-			Ignore: join(workerEvents, []fsm.Event{EvStop, EvRetry, EvNetworkUp, EvNetworkDown})},
+			Ignore: fsm.Join(workerEvents, []fsm.Event{EvStop, EvRetry, EvNetworkUp, EvNetworkDown})},
 	},
 	Transitions: []fsm.Transition[*Link]{
 		{From: Idle, Event: EvStart, To: Running},

@@ -48,14 +48,6 @@ var events = []fsm.Event{EvUnpark, EvPark, EvSignalUp, EvOffer, EvAnswer, EvCand
 // iceEvents come from a live ICE agent; outside one they are late.
 var iceEvents = []fsm.Event{EvLocalCandidate, EvICEConnected, EvICEFailed, EvCheckTimeout, EvPathCheck}
 
-func join(evs ...[]fsm.Event) []fsm.Event {
-	var out []fsm.Event
-	for _, e := range evs {
-		out = append(out, e...)
-	}
-	return out
-}
-
 // Spec is the peer machine. Its diagram is docs/diagrams/peer.md.
 var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
 	Kind: Kind,
@@ -68,7 +60,7 @@ var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
 	Events:  events,
 	States: []fsm.StateDef[*Peer]{
 		{Name: Parked, Doc: "no signal, or waiting for its unpark turn: nothing armed",
-			Ignore: join(iceEvents, []fsm.Event{EvPark, EvSignalUp, EvAnswer, EvGoIdle, EvResend, EvRetry})},
+			Ignore: fsm.Join(iceEvents, []fsm.Event{EvPark, EvSignalUp, EvAnswer, EvGoIdle, EvResend, EvRetry})},
 		{Name: Session, Initial: Offering, Doc: "one local ICE session: fresh credentials and session id",
 			Entry: newSession, Exit: endSession, Ignore: []fsm.Event{EvUnpark, EvSignalUp, EvRetry}},
 		{Name: Offering, Parent: Session, Doc: "offer sent, resent with backoff until an answer or an offer arrives",
@@ -84,9 +76,9 @@ var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
 		{Name: Relayed, Parent: Connected, Doc: "WireGuard bridged through the ICE (TURN) connection; the agent stays",
 			Entry: holdRelayedPath, Ignore: []fsm.Event{EvPathCheck}},
 		{Name: Backoff, Doc: "one timer, then offer again", Entry: armRetry,
-			Ignore: join(iceEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend})},
+			Ignore: fsm.Join(iceEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend})},
 		{Name: Idle, Doc: "the remote went idle (GO_IDLE): no offers until it offers again",
-			Ignore: join(iceEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend, EvRetry, EvCandidate})},
+			Ignore: fsm.Join(iceEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend, EvRetry, EvCandidate})},
 		{Name: Closed, Doc: "left the network map", Entry: closed, Ignore: events},
 	},
 	Transitions: []fsm.Transition[*Peer]{

@@ -22,19 +22,6 @@ func (d *downServer) Connect(w fsm.Sender, _ Server) func() {
 	return func() {}
 }
 
-// predictedDials replays the backoff schedule with the same seed: one dial at
-// start, then one per retry whose timer fires within the horizon.
-func predictedDials(p backoff.Policy, r *rand.Rand, horizon time.Duration) int {
-	dials, at := 1, time.Duration(0)
-	for attempt := 0; ; attempt++ {
-		at += p.Delay(attempt, r)
-		if at > horizon {
-			return dials
-		}
-		dials++
-	}
-}
-
 // With the server down for 24 h, the link dials exactly when its backoff
 // schedule says, and nothing else runs.
 func TestServerDownForADay(t *testing.T) {
@@ -63,7 +50,7 @@ func TestServerDownForADay(t *testing.T) {
 		cancel()
 		<-done
 
-		want := predictedDials(backoff.Links, rand.New(rand.NewPCG(42, 1)), horizon)
+		want := backoff.Links.DialsWithin(horizon, rand.New(rand.NewPCG(42, 1)))
 		t.Logf("signal link, server down for %v: %d dials (schedule predicts %d), %d events dispatched, %.2f events/min, goroutines %d → %d",
 			horizon, dials, want, s.Dispatched, float64(s.Dispatched)/horizon.Minutes(), g0, g1)
 		if dials != want || fx.dials != want {

@@ -36,14 +36,6 @@ var events = []fsm.Event{EvStart, EvStop, EvServer, EvUp, EvConnectFailed, EvStr
 // are late (the generation check drops most of them first) and ignored.
 var workerEvents = []fsm.Event{EvUp, EvConnectFailed, EvStreamClosed}
 
-func ignore(evs ...[]fsm.Event) []fsm.Event {
-	var out []fsm.Event
-	for _, e := range evs {
-		out = append(out, e...)
-	}
-	return out
-}
-
 // Spec is the signal link machine. Its diagram is docs/diagrams/signal.md.
 var Spec = fsm.MustCompile(fsm.Spec[*Link]{
 	Kind: Kind,
@@ -54,7 +46,7 @@ var Spec = fsm.MustCompile(fsm.Spec[*Link]{
 	Events:  events,
 	States: []fsm.StateDef[*Link]{
 		{Name: Idle, Doc: "not started",
-			Ignore: ignore(workerEvents, []fsm.Event{EvStop, EvRetry, EvNetworkUp, EvNetworkDown})},
+			Ignore: fsm.Join(workerEvents, []fsm.Event{EvStop, EvRetry, EvNetworkUp, EvNetworkDown})},
 		{Name: Running, Initial: Session, Doc: "started: dialing, connected or waiting to retry",
 			Ignore: []fsm.Event{EvStart}},
 		{Name: Session, Parent: Running, Initial: Connecting, Doc: "one stream attempt: a new generation and one worker",
@@ -64,9 +56,9 @@ var Spec = fsm.MustCompile(fsm.Spec[*Link]{
 		{Name: Connected, Parent: Session, Doc: "stream up: messages flow to peer machines",
 			Entry: connected, Ignore: []fsm.Event{EvUp, EvConnectFailed, EvNetworkDown}},
 		{Name: Backoff, Parent: Running, Doc: "one timer armed; no dial until it fires or the network comes up",
-			Entry: armRetry, Ignore: ignore(workerEvents, []fsm.Event{EvNetworkDown})},
+			Entry: armRetry, Ignore: fsm.Join(workerEvents, []fsm.Event{EvNetworkDown})},
 		{Name: Stopped, Doc: "stopped by the engine",
-			Ignore: ignore(workerEvents, []fsm.Event{EvStop, EvRetry, EvNetworkUp, EvNetworkDown})},
+			Ignore: fsm.Join(workerEvents, []fsm.Event{EvStop, EvRetry, EvNetworkUp, EvNetworkDown})},
 	},
 	Transitions: []fsm.Transition[*Link]{
 		{From: Idle, Event: EvStart, To: Running, Action: setServer},

@@ -58,3 +58,17 @@ func (p Policy) Ceiling(attempt int) time.Duration {
 	}
 	return max(ceil, p.Min)
 }
+
+// DialsWithin replays the schedule: a first attempt at time zero, then one
+// per retry whose delay (drawn from r) ends within horizon. Tests compare a
+// link's real attempts with it.
+func (p Policy) DialsWithin(horizon time.Duration, r *rand.Rand) int {
+	dials, at := 1, time.Duration(0)
+	for attempt := 0; ; attempt++ {
+		at += p.Delay(attempt, r)
+		if at > horizon {
+			return dials
+		}
+		dials++
+	}
+}

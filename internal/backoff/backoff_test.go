@@ -44,3 +44,16 @@ func TestMinAboveCeiling(t *testing.T) {
 		t.Fatalf("delay %v", d)
 	}
 }
+
+func TestDialsWithin(t *testing.T) {
+	fixed := Policy{Base: time.Second, Cap: time.Second, Min: time.Second}
+	tests := []struct {
+		horizon time.Duration
+		want    int
+	}{{0, 1}, {999 * time.Millisecond, 1}, {time.Second, 2}, {10 * time.Second, 11}}
+	for _, tt := range tests {
+		if got := fixed.DialsWithin(tt.horizon, nil); got != tt.want {
+			t.Errorf("DialsWithin(%v) = %d, want %d", tt.horizon, got, tt.want)
+		}
+	}
+}

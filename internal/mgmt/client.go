@@ -9,16 +9,14 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/nbfsm/nbfsm/internal/grpcdial"
 
 	"github.com/nbfsm/nbfsm/internal/ratelog"
 
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
@@ -33,8 +31,8 @@ import (
 // must permit pings every 30 s (upstream's enforce a 15 s minimum); one
 // that does not answers with GOAWAY and gRPC doubles the interval itself.
 const (
-	KeepaliveTime    = 30 * time.Second
-	KeepaliveTimeout = 10 * time.Second
+	KeepaliveTime    = grpcdial.KeepaliveTime
+	KeepaliveTimeout = grpcdial.KeepaliveTimeout
 )
 
 // MaxRecvMsgSize bounds one message from the server: the largest body
@@ -108,29 +106,7 @@ func Dial(rawURL string, key wgtypes.Key, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	var creds credentials.TransportCredentials
-	if useTLS {
-		tc := o.tls
-		if tc == nil {
-			tc = &tls.Config{MinVersion: tls.VersionTLS12} // nil RootCAs: system roots
-		}
-		creds = credentials.NewTLS(tc)
-	} else {
-		creds = insecure.NewCredentials()
-	}
-	dopts := []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time:                KeepaliveTime,
-			Timeout:             KeepaliveTimeout,
-			PermitWithoutStream: true,
-		}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvMsgSize)),
-	}
-	if o.dialer != nil {
-		dopts = append(dopts, grpc.WithContextDialer(o.dialer))
-	}
-	conn, err := grpc.NewClient("dns:///"+target, dopts...)
+	conn, err := grpcdial.New(target, grpcdial.Options{TLS: useTLS, TLSConfig: o.tls, Dialer: o.dialer, MaxRecvMsgSize: MaxRecvMsgSize})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %w", ErrBadURL, rawURL, err)
 	}

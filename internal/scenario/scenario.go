@@ -17,10 +17,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/engine"
@@ -83,6 +85,15 @@ func contextSwitches() uint64 {
 	return n
 }
 
+// warnings counts log entries at warn level and above of every client: the
+// mission compares error log lines with the official client's.
+var warnings atomic.Int64
+
+func countingLogger() *zap.Logger {
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.WarnLevel)
+	return zap.New(zapcore.RegisterHooks(core, func(zapcore.Entry) error { warnings.Add(1); return nil }))
+}
+
 type client struct {
 	c   *engine.Client
 	key wgtypes.Key
@@ -95,7 +106,7 @@ func newClient(n *testnet.Network, name string) (*client, error) {
 	}
 	c, err := engine.NewClient(engine.ClientOptions{ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: name, GoOS: runtime.GOOS}, Mode: wgiface.Netstack,
-		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop()})
+		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: countingLogger()})
 	if err != nil {
 		return nil, err
 	}
@@ -195,8 +206,8 @@ func Run(ctx context.Context, o Options) error {
 	parked := sample()
 	ps, _ := a.c.Status()
 	fmt.Fprintf(out, "\nper peer, parked (signal down): %.2f goroutines, %.2f timers, %.1f KiB heap\n",
-		float64(parked.goroutines-before.goroutines)/float64(o.Peers), float64(ps.Loop.TimersArmed-2)/float64(o.Peers),
-		float64(parked.heap-before.heap)/1024/float64(o.Peers))
+		float64(parked.goroutines-before.goroutines)/float64(o.Peers), float64(ps.Loop.TimersArmed-countLinkTimers(ps))/float64(o.Peers),
+		(float64(parked.heap)-float64(before.heap))/1024/float64(o.Peers))
 
 	// Phase 2: both servers down, watch the idle process.
 	n.Mgmt.Stop()
@@ -218,7 +229,7 @@ func Run(ctx context.Context, o Options) error {
 	ofs, _ := a.c.Status()
 	fmt.Fprintf(out, "per peer, offering (unanswered, resend timer): %.2f goroutines, %.2f timers, %.1f KiB heap\n",
 		float64(off.goroutines-before.goroutines)/float64(o.Peers), float64(ofs.Loop.TimersArmed-countLinkTimers(ofs))/float64(o.Peers),
-		float64(off.heap-before.heap)/1024/float64(o.Peers))
+		(float64(off.heap)-float64(before.heap))/1024/float64(o.Peers))
 	_ = a.c.Close()
 
 	// Phase 4: a connected pair, idle.
@@ -280,6 +291,7 @@ func idle(ctx context.Context, out io.Writer, c *engine.Client, o Options, title
 		return err
 	}
 	p0 := sample()
+	w0 := warnings.Load()
 	select {
 	case <-time.After(o.Duration):
 	case <-ctx.Done():
@@ -295,7 +307,7 @@ func idle(ctx context.Context, out io.Writer, c *engine.Client, o Options, title
 	fmt.Fprintf(out, "  loop events %d (%.1f/min), context switches %.0f/min, CPU %.3f s/min, goroutines %d, heap %.1f MiB\n",
 		s1.Loop.Dispatched-s0.Loop.Dispatched, float64(s1.Loop.Dispatched-s0.Loop.Dispatched)/min,
 		float64(p1.switches-p0.switches)/min, (p1.cpu-p0.cpu).Seconds()/min, p1.goroutines, float64(p1.heap)/(1<<20))
-	fmt.Fprintf(out, "  management %s (%d sessions), signal %s (%d sessions), timers armed %d\n",
-		s1.Management.State, s1.Management.Sessions, s1.Signal.State, s1.Signal.Sessions, s1.Loop.TimersArmed)
+	fmt.Fprintf(out, "  management %s (%d sessions), signal %s (%d sessions), timers armed %d, warn/error log lines %d\n",
+		s1.Management.State, s1.Management.Sessions, s1.Signal.State, s1.Signal.Sessions, s1.Loop.TimersArmed, warnings.Load()-w0)
 	return nil
 }

@@ -7,16 +7,14 @@ import (
 	"net"
 	"strconv"
 	"sync/atomic"
-	"time"
+
+	"github.com/nbfsm/nbfsm/internal/grpcdial"
 
 	"github.com/nbfsm/nbfsm/internal/ratelog"
 
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/nbfsm/nbfsm/internal/proto/signalpb"
 )
@@ -30,8 +28,8 @@ import (
 // (upstream's enforce a 15 s minimum); one that does not answers with
 // GOAWAY and gRPC doubles the interval itself.
 const (
-	KeepaliveTime    = 30 * time.Second
-	KeepaliveTimeout = 10 * time.Second
+	KeepaliveTime    = grpcdial.KeepaliveTime
+	KeepaliveTimeout = grpcdial.KeepaliveTimeout
 )
 
 // MaxRecvMsgSize is gRPC's default server-side limit: whatever the server
@@ -111,29 +109,7 @@ func Dial(addr string, useTLS bool, key wgtypes.Key, opts ...Option) (*Client, e
 	if err := checkHostPort(addr); err != nil {
 		return nil, fmt.Errorf("%w: %q: %w", ErrBadAddr, addr, err)
 	}
-	var creds credentials.TransportCredentials
-	if useTLS {
-		tc := o.tls
-		if tc == nil {
-			tc = &tls.Config{MinVersion: tls.VersionTLS12} // nil RootCAs: system roots
-		}
-		creds = credentials.NewTLS(tc)
-	} else {
-		creds = insecure.NewCredentials()
-	}
-	dopts := []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time:                KeepaliveTime,
-			Timeout:             KeepaliveTimeout,
-			PermitWithoutStream: true,
-		}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvMsgSize)),
-	}
-	if o.dialer != nil {
-		dopts = append(dopts, grpc.WithContextDialer(o.dialer))
-	}
-	conn, err := grpc.NewClient("dns:///"+addr, dopts...)
+	conn, err := grpcdial.New(addr, grpcdial.Options{TLS: useTLS, TLSConfig: o.tls, Dialer: o.dialer, MaxRecvMsgSize: MaxRecvMsgSize})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %w", ErrBadAddr, addr, err)
 	}
