@@ -21,7 +21,6 @@ import (
 
 const wait = 30 * time.Second // failure deadline, not an expectation
 
-
 type node struct {
 	name    string
 	c       *engine.Client
