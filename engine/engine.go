@@ -346,12 +346,28 @@ func reap(m *fsm.Machine[*Engine], ev fsm.Envelope) {
 
 func parkPeers(m *fsm.Machine[*Engine], _ fsm.Envelope) {
 	m.Data.queue = m.Data.queue[:0]
-	m.Broadcast(peerfsm.Kind, "", peerfsm.EvPark, nil)
+	n := m.Broadcast(peerfsm.Kind, "", peerfsm.EvPark, nil)
+	kept := 0
+	m.Children(peerfsm.Kind, func(c fsm.Node) bool {
+		if c.State() == peerfsm.Direct || c.State() == peerfsm.Relayed {
+			kept++
+		}
+		return true
+	})
+	if n > 0 {
+		m.Data.log.Info("signal down: peers without a tunnel parked, tunnels kept",
+			zap.Int("parked", n-kept), zap.Int("connected", kept))
+	}
 }
 
 func signalIsUp(m *fsm.Machine[*Engine], _ fsm.Envelope) {
 	e := m.Data
 	e.queue = e.queue[:0]
+	defer func() {
+		if len(e.queue) > 0 {
+			e.log.Info("signal up: unparking peers", zap.Int("parked", len(e.queue)))
+		}
+	}()
 	m.Children(peerfsm.Kind, func(n fsm.Node) bool {
 		if n.State() == peerfsm.Parked {
 			e.queue = append(e.queue, n.ID())
