@@ -78,7 +78,13 @@ func (w *Workers) agentConfig(a Agent) *ice.AgentConfig {
 	if len(types) == 0 {
 		types = defaultCandidateTypes
 	}
-	keepalive, disconnected, failed, prflxWait := iceKeepalive, iceDisconnected, iceFailed, time.Duration(0)
+	// Acceptance waits: pion holds back nominating a pair whose candidates
+	// are peer-reflexive (default 1 s) or server-reflexive (500 ms) in case a
+	// better pair succeeds. The first valid pair here is the best one in
+	// practice (host pairs are checked first), and the waits were the whole
+	// slow tail of the time to first packet; relay keeps pion's 2 s.
+	keepalive, disconnected, failed := iceKeepalive, iceDisconnected, iceFailed
+	prflxWait, srflxWait := time.Duration(0), time.Duration(0)
 	return &ice.AgentConfig{
 		LocalUfrag:             a.Local.Ufrag,
 		LocalPwd:               a.Local.Pwd,
@@ -92,6 +98,7 @@ func (w *Workers) agentConfig(a Agent) *ice.AgentConfig {
 		DisconnectedTimeout:    &disconnected,
 		FailedTimeout:          &failed,
 		PrflxAcceptanceMinWait: &prflxWait,
+		SrflxAcceptanceMinWait: &srflxWait,
 		LoggerFactory:          pionLoggers{w.log.Named("pion")},
 	}
 }
