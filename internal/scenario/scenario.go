@@ -253,6 +253,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+
 	s1, _ := p1.c.Status()
 	s2, _ := p2.c.Status()
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -270,6 +271,32 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(out, "  datagrams on the two sockets: WireGuard %d, STUN %d (sent by agents %d, answered by the responder %d)\n",
 		e1.WireGuardIn+e2.WireGuardIn-sock1.WireGuardIn-sock2.WireGuardIn, e1.STUNIn+e2.STUNIn-sock1.STUNIn-sock2.STUNIn,
 		e1.STUNOut+e2.STUNOut-sock1.STUNOut-sock2.STUNOut, e1.Responded+e2.Responded-sock1.Responded-sock2.Responded)
+
+	// What a connected peer costs: with signal down (its stream gone, the
+	// tunnel kept), compare the pair with and without its peers.
+	n2.Signal.Stop()
+	for _, c := range []*client{p1, p2} {
+		if err := until(c.c, "signal down", func(s engine.Status) bool { return s.State == "running.signal-down" }); err != nil {
+			return err
+		}
+	}
+	c1, _ := p1.c.Status()
+	withPeers := sample()
+	for _, c := range []*client{p1, p2} {
+		st, _ := c.c.Status()
+		if err := n2.Mgmt.PushMap(c.key.PublicKey(), &mgmtpb.NetworkMap{Serial: st.Serial + 100, RemotePeersIsEmpty: true}); err != nil {
+			return err
+		}
+	}
+	for _, c := range []*client{p1, p2} {
+		if err := until(c.c, "peers removed", func(s engine.Status) bool { return len(s.Peers) == 0 }); err != nil {
+			return err
+		}
+	}
+	without := sample()
+	fmt.Fprintf(out, "per peer, %s: %.1f goroutines (wireguard-go's peer routines; the ICE agent is closed), %d timer (the path check), %.1f KiB heap\n",
+		c1.Peers[0].State, float64(withPeers.goroutines-without.goroutines)/2, c1.Peers[0].Timers,
+		(float64(withPeers.heap)-float64(without.heap))/1024/2)
 	fmt.Fprintf(out, "\nprocess baseline before any client: %d goroutines\n", base.goroutines)
 	return nil
 }
