@@ -8,7 +8,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 ENGINE_PKGS := fsm peerfsm signalfsm mgmtfsm engine
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-short bench scenario docs lint proto demo testnet fuzz tools clean
+.PHONY: all build test root-deps test-short bench scenario docs lint proto demo testnet fuzz tools clean
 
 all: build
 
@@ -16,9 +16,15 @@ build:
 	$(GO) build ./...
 	$(GO) build -o bin/netbird ./cmd/netbird
 
-## test: every package with the race detector (root-only tests run when root).
-test:
+## test: every package with the race detector. As root, the end-to-end tests on real TUN
+## devices in network namespaces run too; they need iproute2 and ping, installed here if missing.
+test: root-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+root-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! { command -v ip && command -v ping; } >/dev/null; then \
+	  echo "installing iproute2 and iputils-ping for the root-only TUN tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iputils-ping >/dev/null; fi
 
 test-short:
 	$(GO) test -short -count=1 ./...
