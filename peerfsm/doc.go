@@ -14,5 +14,11 @@
 // path (PathVerdict), so an idle connected peer wakes once per PathTimeout
 // instead of every 2 s.
 //
+// Workers is the production Effects: pion/ice v2 agents on the shared
+// socket's UDP mux (internal/sharedsock), WireGuard peers through
+// internal/wgiface, signal sends through the signal link's connection. A
+// WireGuard peer exists only while an agent works for the remote (session.ice):
+// wireguard-go gives each configured peer two goroutines and its queues.
+//
 // Diagram: docs/diagrams/peer.md.
 package peerfsm
