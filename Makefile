@@ -8,7 +8,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 ENGINE_PKGS := fsm peerfsm signalfsm mgmtfsm engine
 FUZZTIME ?= 10s
 
-.PHONY: all build test root-deps test-short bench scenario docs lint proto demo testnet fuzz tools clean
+.PHONY: all build test root-deps test-short bench iperf scenario docs lint proto demo testnet fuzz tools clean
 
 all: build
 
@@ -34,6 +34,11 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/
 	$(GO) test -run '^$$' -bench FirstPacket -benchtime 20x ./engine/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./internal/wgiface/
+
+## iperf: tunnel throughput with iperf3 between two clients on real TUN devices (root only).
+iperf: root-deps
+	@command -v iperf3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null; }
+	$(GO) test -run '^$$' -bench TUNIperf3 -benchtime 1x -v ./engine/
 
 ## scenario: idle cost with 1000 parked peers and servers down, a connected idle pair.
 scenario:

@@ -94,6 +94,7 @@ func Listen(addr netip.AddrPort, log *zap.Logger) (*Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sharedsock: listen %s: %w", addr, err)
 	}
+	setBuffers(udp)
 	s := &Socket{
 		log:     log.Named("sharedsock"),
 		udp:     udp,
