@@ -45,7 +45,8 @@ type batchConn interface {
 type Socket struct {
 	log   *zap.Logger
 	udp   *net.UDPConn
-	batch batchConn // recvmmsg/sendmmsg on udp
+	batch batchConn   // recvmmsg/sendmmsg on udp
+	noGSO atomic.Bool // the kernel refused UDP segmentation offload
 	local netip.AddrPort
 
 	mux     *ice.UniversalUDPMuxDefault
