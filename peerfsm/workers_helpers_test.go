@@ -1,7 +1,6 @@
 package peerfsm_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -12,13 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nbfsm/nbfsm/internal/netping"
+
 	"github.com/pion/ice/v2"
 	"github.com/pion/stun"
 	"github.com/pion/turn/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 	"golang.zx2c4.com/wireguard/tun/netstack"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -292,76 +291,14 @@ func startTURN(t *testing.T) *stun.URI {
 
 var relayOnly = []ice.CandidateType{ice.CandidateTypeRelay}
 
-const pingPrefix = "nbfsm workers ping"
-
-// pingEvery sends ICMP echo requests from one overlay address to another
-// every interval until one is answered, and returns when the first reply
-// arrived. A failure deadline ends it.
+// pingEvery pings from → to every interval until a reply (or within
+// passes) and returns when the reply arrived.
 func pingEvery(n *netstack.Net, from, to netip.Addr, interval, within time.Duration) (time.Time, error) {
-	pc, err := n.DialPingAddr(from, to)
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer pc.Close()
-	// netstack's PingConn.Read only wakes on a new arrival, so a reader
-	// waits all along while echoes go out.
-	got := make(chan time.Time, 1)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 1500)
-		for {
-			k, err := pc.Read(buf)
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if err != nil {
-				continue
-			}
-			at := time.Now()
-			reply, err := icmp.ParseMessage(1, buf[:k])
-			if err != nil {
-				continue
-			}
-			if echo, ok := reply.Body.(*icmp.Echo); ok && reply.Type == ipv4.ICMPTypeEchoReply &&
-				bytes.HasPrefix(echo.Data, []byte(pingPrefix)) {
-				select {
-				case got <- at:
-				default:
-				}
-			}
-		}
-	}()
-	defer func() {
-		close(done)
-		_ = pc.SetReadDeadline(time.Now())
-		wg.Wait()
-	}()
-	end := time.NewTimer(within)
-	defer end.Stop()
-	every := time.NewTicker(interval)
-	defer every.Stop()
-	for seq := 1; ; seq++ {
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: 9, Seq: seq, Data: []byte(fmt.Sprintf("%s %d", pingPrefix, seq))}}
-		b, err := msg.Marshal(nil)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if _, err := pc.Write(b); err != nil {
-			return time.Time{}, err
-		}
-		select {
-		case at := <-got:
-			return at, nil
-		case <-end.C:
-			return time.Time{}, fmt.Errorf("no echo reply within %v", within)
-		case <-every.C:
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	start := time.Now()
+	d, err := netping.Ping(ctx, n, from, to, interval)
+	return start.Add(d), err
 }
 
 // ping checks that from reaches to over the tunnel.

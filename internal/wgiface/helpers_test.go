@@ -1,19 +1,16 @@
 package wgiface_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/nbfsm/nbfsm/internal/netping"
 
 	"github.com/pion/ice/v2"
 	"github.com/pion/logging"
 	"github.com/pion/stun"
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 	"golang.zx2c4.com/wireguard/tun/netstack"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -218,73 +215,11 @@ func ping(t testing.TB, n *netstack.Net, from, to netip.Addr) {
 }
 
 func tryPing(n *netstack.Net, from, to netip.Addr, within time.Duration) error {
-	pc, err := n.DialPingAddr(from, to)
-	if err != nil {
-		return err
-	}
-	defer pc.Close()
-	// netstack's PingConn.Read only wakes on a new arrival (a reply that
-	// came before Read registered waits for the next one), so a reader
-	// goroutine waits all along and echoes go out every second.
-	got := make(chan struct{}, 1)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 1500)
-		for {
-			k, err := pc.Read(buf)
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if err != nil {
-				continue
-			}
-			reply, err := icmp.ParseMessage(1, buf[:k])
-			if err != nil {
-				continue
-			}
-			if echo, ok := reply.Body.(*icmp.Echo); ok && reply.Type == ipv4.ICMPTypeEchoReply &&
-				bytes.HasPrefix(echo.Data, []byte(pingPrefix)) {
-				select {
-				case got <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	defer func() {
-		close(done)
-		_ = pc.SetReadDeadline(time.Now())
-		wg.Wait()
-	}()
-	end := time.NewTimer(within)
-	defer end.Stop()
-	every := time.NewTicker(time.Second)
-	defer every.Stop()
-	for seq := 1; ; seq++ {
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: 7, Seq: seq, Data: []byte(fmt.Sprintf("%s %d", pingPrefix, seq))}}
-		b, err := msg.Marshal(nil)
-		if err != nil {
-			return err
-		}
-		if _, err := pc.Write(b); err != nil {
-			return err
-		}
-		select {
-		case <-got:
-			return nil
-		case <-end.C:
-			return fmt.Errorf("no echo reply within %v", within)
-		case <-every.C:
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	_, err := netping.Ping(ctx, n, from, to, time.Second)
+	return err
 }
-
-const pingPrefix = "nbfsm ping"
 
 // pingBoth pings a → b, then b → a (b learned a's endpoint from the
 // handshake a started).
