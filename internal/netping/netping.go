@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -38,8 +40,13 @@ func Ping(ctx context.Context, n *netstack.Net, from, to netip.Addr, interval ti
 		buf := make([]byte, 1500)
 		for {
 			k, err := pc.Read(buf)
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
+				return // the deadline set to end the wait
+			}
 			if err != nil {
-				return // closed, or the deadline set to end the wait
+				// "would block": netstack woke the reader without a packet
+				// to read; wait for the next one.
+				continue
 			}
 			reply, err := icmp.ParseMessage(1, buf[:k])
 			if err != nil {
