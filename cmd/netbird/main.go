@@ -16,7 +16,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newTestnetCmd(), newDemoCmd(), newScenarioCmd())
+	root.AddCommand(newTestnetCmd(), newDemoCmd(), newScenarioCmd(), newDiagramCmd())
 	return root
 }
 
