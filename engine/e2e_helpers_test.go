@@ -52,7 +52,7 @@ type e2eTopology struct {
 // namespaces even when the test fails half-way. Register it before
 // starting any child, so that the children are stopped (their cleanups run
 // first) before their namespaces go.
-func newE2ETopology(t *testing.T) *e2eTopology {
+func newE2ETopology(t testing.TB) *e2eTopology {
 	t.Helper()
 	id := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
 	topo := &e2eTopology{hub: "nbfsm-hub-" + id, a: "nbfsm-a-" + id, b: "nbfsm-b-" + id}
@@ -109,10 +109,19 @@ type e2eChild struct {
 	out strings.Builder
 }
 
-func startE2EChild(t *testing.T, name, ns string, env map[string]string) *e2eChild {
+func startE2EChild(t testing.TB, name, ns string, env map[string]string) *e2eChild {
+	return startE2EChildProfiled(t, name, ns, "", env)
+}
+
+// startE2EChildProfiled is startE2EChild with the child writing a CPU
+// profile of its whole life to cpuProfile (none if empty).
+func startE2EChildProfiled(t testing.TB, name, ns, cpuProfile string, env map[string]string) *e2eChild {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0],
-		"-test.run=^TestTUNEnginesChild$", "-test.v", "-test.count=1")
+	args := []string{"netns", "exec", ns, os.Args[0], "-test.run=^TestTUNEnginesChild$", "-test.v", "-test.count=1"}
+	if cpuProfile != "" {
+		args = append(args, "-test.cpuprofile="+cpuProfile)
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -65,9 +64,9 @@ func BenchmarkTUNIperf3(b *testing.B) {
 		}
 	}
 	profDir := os.Getenv(iperfProfileEnv)
-	topo := newIperfTopology(b)
+	topo := newE2ETopology(b)
 
-	hub := startIperfChild(b, "hub", topo.hub, "", map[string]string{e2eEnvRole: e2eRoleTestnet, e2eEnvHost: e2eHubAddr})
+	hub := startE2EChild(b, "hub", topo.hub, map[string]string{e2eEnvRole: e2eRoleTestnet, e2eEnvHost: e2eHubAddr})
 	line, ok := hub.mark(e2eMarkTestnet, time.Now().Add(e2eHubWait))
 	if !ok {
 		b.Fatalf("test network did not start:\n%s", hub.output())
@@ -83,7 +82,7 @@ func BenchmarkTUNIperf3(b *testing.B) {
 		if profDir != "" {
 			prof = filepath.Join(profDir, "cpu-"+c.name+".prof")
 		}
-		clients[c.name] = startIperfChild(b, c.name, c.ns, prof, map[string]string{
+		clients[c.name] = startE2EChildProfiled(b, c.name, c.ns, prof, map[string]string{
 			e2eEnvRole: e2eRoleClient, e2eEnvMgmt: url, e2eEnvSetupKey: setupKey, e2eEnvName: "nbfsm-iperf-" + c.name,
 		})
 	}
@@ -371,79 +370,4 @@ func iperfTop() string {
 		lines = lines[:iperfTopLines]
 	}
 	return strings.Join(lines, "")
-}
-
-// newIperfTopology is newE2ETopology for a benchmark (that one takes a
-// *testing.T): the same three namespaces and links, deleted on cleanup.
-func newIperfTopology(tb testing.TB) *e2eTopology {
-	tb.Helper()
-	id := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
-	topo := &e2eTopology{hub: "nbfsm-hub-" + id, a: "nbfsm-a-" + id, b: "nbfsm-b-" + id}
-	tb.Cleanup(func() {
-		for _, ns := range []string{topo.hub, topo.a, topo.b} {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				tb.Logf("ip netns del %s: %v: %s", ns, err, out)
-			}
-		}
-	})
-	steps := [][]string{
-		{"netns", "add", topo.hub},
-		{"netns", "add", topo.a},
-		{"netns", "add", topo.b},
-		{"-n", topo.hub, "link", "set", "lo", "up"},
-		{"-n", topo.hub, "link", "add", "br0", "type", "bridge"},
-		{"-n", topo.hub, "addr", "add", e2eHubAddr + e2ePrefix, "dev", "br0"},
-		{"-n", topo.hub, "link", "set", "br0", "up"},
-	}
-	for _, c := range []struct{ ns, hubEnd, addr string }{
-		{topo.a, "veth-a", e2eAddrA},
-		{topo.b, "veth-b", e2eAddrB},
-	} {
-		steps = append(steps,
-			[]string{"-n", c.ns, "link", "set", "lo", "up"},
-			[]string{"-n", c.ns, "link", "add", "eth0", "type", "veth", "peer", "name", c.hubEnd, "netns", topo.hub},
-			[]string{"-n", topo.hub, "link", "set", c.hubEnd, "master", "br0"},
-			[]string{"-n", topo.hub, "link", "set", c.hubEnd, "up"},
-			[]string{"-n", c.ns, "addr", "add", c.addr + e2ePrefix, "dev", "eth0"},
-			[]string{"-n", c.ns, "link", "set", "eth0", "up"},
-		)
-	}
-	for _, args := range steps {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			tb.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	return topo
-}
-
-// startIperfChild is startE2EChild for a benchmark: this binary re-executed
-// in namespace ns as the child side of TestTUNNamespacesEngines, optionally
-// writing a CPU profile of its whole life to cpuProfile.
-func startIperfChild(tb testing.TB, name, ns, cpuProfile string, env map[string]string) *e2eChild {
-	tb.Helper()
-	args := []string{"netns", "exec", ns, os.Args[0], "-test.run=^TestTUNEnginesChild$", "-test.v", "-test.count=1"}
-	if cpuProfile != "" {
-		args = append(args, "-test.cpuprofile="+cpuProfile)
-	}
-	cmd := exec.Command("ip", args...)
-	cmd.Env = os.Environ()
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	c := &e2eChild{name: name, cmd: cmd, marks: make(chan string, 4), eof: make(chan struct{})}
-	var err error
-	if c.stdin, err = cmd.StdinPipe(); err != nil {
-		tb.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start %s in %s: %v", name, ns, err)
-	}
-	go c.read(stdout)
-	tb.Cleanup(func() { _ = c.stop(e2eStopWait) })
-	return c
 }
