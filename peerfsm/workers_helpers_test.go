@@ -4,18 +4,18 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nbfsm/nbfsm/internal/testnet/turnsrv"
+
 	"github.com/nbfsm/nbfsm/internal/netping"
 
 	"github.com/pion/ice/v2"
 	"github.com/pion/stun"
-	"github.com/pion/turn/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"golang.zx2c4.com/wireguard/tun/netstack"
@@ -254,38 +254,20 @@ func within(s, in fsm.State) bool {
 	return s == in || len(s) > len(in) && s[:len(in)] == in && s[len(in)] == '.'
 }
 
-// startTURN runs a pion TURN server on 127.0.0.1 for this test only.
+// startTURN runs the test network's STUN/TURN server on 127.0.0.1 for this
+// test only.
 func startTURN(t *testing.T) *stun.URI {
 	t.Helper()
-	const realm, user, pass = "nbfsm.test", "user", "pass"
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	srv, err := turnsrv.Start(turnsrv.Config{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	key := turn.GenerateAuthKey(user, realm, pass)
-	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm: realm,
-		AuthHandler: func(u, r string, _ net.Addr) ([]byte, bool) {
-			return key, u == user && r == realm
-		},
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: pc,
-			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
-				RelayAddress: net.ParseIP("127.0.0.1"),
-				Address:      "127.0.0.1",
-			},
-		}},
-	})
-	if err != nil {
-		_ = pc.Close()
 		t.Fatalf("turn server: %v", err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	uri, err := stun.ParseURI(fmt.Sprintf("turn:%s?transport=udp", pc.LocalAddr()))
+	uri, err := stun.ParseURI(srv.TURNURI())
 	if err != nil {
 		t.Fatal(err)
 	}
-	uri.Username, uri.Password = user, pass
+	uri.Username, uri.Password = srv.Credentials()
 	return uri
 }
 
