@@ -7,13 +7,16 @@ package grpcdial
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 )
 
 // gRPC keepalive of both clients: a ping after 30 s without activity, the
@@ -63,4 +66,28 @@ func New(target string, o Options) (*grpc.ClientConn, error) {
 		dopts = append(dopts, grpc.WithContextDialer(o.Dialer))
 	}
 	return grpc.NewClient("dns:///"+target, dopts...)
+}
+
+// Transient reports whether err, from a call made with ctx, is a transport
+// failure that a later attempt may cure (the caller's context ended, the
+// connection failed or was torn down, the server is shedding load or went
+// away) rather than the server's answer to the request. Both clients sort
+// their errors with it, so the list of transient codes lives in one place.
+func Transient(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return true // not a gRPC status: a transport error
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled,
+		codes.Aborted, codes.ResourceExhausted, codes.Unknown:
+		// Unknown is what gRPC reports for a connection torn down mid-call
+		// by a proxy; Aborted for a stream replaced by a newer one;
+		// ResourceExhausted for a server shedding load.
+		return true
+	}
+	return false
 }

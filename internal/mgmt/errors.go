@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/nbfsm/nbfsm/internal/grpcdial"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -86,34 +88,26 @@ func classify(ctx context.Context, what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if cerr := ctx.Err(); cerr != nil {
-		return fmt.Errorf("mgmt: %s: %w: %w", what, ErrUnavailable, cerr)
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if grpcdial.Transient(ctx, err) {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("mgmt: %s: %w: %w", what, ErrUnavailable, cerr)
+		}
 		return fmt.Errorf("mgmt: %s: %w: %w", what, ErrUnavailable, err)
 	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return fmt.Errorf("mgmt: %s: %w: %w", what, ErrUnavailable, err)
-	}
-	return fmt.Errorf("mgmt: %s: %w: %w", what, sentinelFor(st.Code()), err)
+	return fmt.Errorf("mgmt: %s: %w: %w", what, sentinelFor(status.Code(err)), err)
 }
 
-// sentinelFor is the classification table of gRPC status codes.
+// sentinelFor classifies the server's answer (a status that is not
+// transient: see grpcdial.Transient).
 func sentinelFor(c codes.Code) error {
 	switch c {
 	case codes.PermissionDenied, codes.Unauthenticated:
 		return ErrNotRegistered
 	case codes.NotFound:
 		return ErrSetupKeyRejected
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled,
-		codes.Aborted, codes.ResourceExhausted, codes.Unknown:
-		// Unknown is what gRPC reports for a connection torn down mid-call
-		// by a proxy; ResourceExhausted for a server shedding load.
-		return ErrUnavailable
 	default:
 		// FailedPrecondition, InvalidArgument, Internal, Unimplemented,
-		// OutOfRange, AlreadyExists, DataLoss, OK (never an error).
+		// OutOfRange, AlreadyExists, DataLoss.
 		return ErrRequestRejected
 	}
 }

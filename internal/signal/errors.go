@@ -6,8 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/nbfsm/nbfsm/internal/grpcdial"
 )
 
 // Errors of the client's calls.
@@ -73,23 +72,13 @@ func IsRetryable(err error) bool {
 // classify maps a gRPC error of one call to our sentinels, keeping the cause.
 // When ctx is done the error also wraps ctx.Err().
 func classify(ctx context.Context, what string, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		return fmt.Errorf("signal: %s: %w: %w", what, ErrUnavailable, cerr)
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if grpcdial.Transient(ctx, err) {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("signal: %s: %w: %w", what, ErrUnavailable, cerr)
+		}
 		return fmt.Errorf("signal: %s: %w: %w", what, ErrUnavailable, err)
 	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return fmt.Errorf("signal: %s: %w: %w", what, ErrUnavailable, err)
-	}
-	switch st.Code() {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled,
-		codes.Aborted, codes.ResourceExhausted, codes.Unknown:
-		return fmt.Errorf("signal: %s: %w: %w", what, ErrUnavailable, err)
-	default:
-		return fmt.Errorf("signal: %s: %w: %w", what, ErrRejected, err)
-	}
+	return fmt.Errorf("signal: %s: %w: %w", what, ErrRejected, err)
 }
 
 // classifyStream turns the error that ended the stream into ErrStreamClosed
