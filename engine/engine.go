@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,11 +15,13 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/internal/backoff"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
-	"github.com/nbfsm/nbfsm/internal/signal"
+	"github.com/nbfsm/nbfsm/internal/sigwire"
 	"github.com/nbfsm/nbfsm/mgmtfsm"
 	"github.com/nbfsm/nbfsm/peerfsm"
+	"github.com/nbfsm/nbfsm/relayfsm"
 	"github.com/nbfsm/nbfsm/signalfsm"
 )
 
@@ -43,6 +46,15 @@ type Config struct {
 	Mgmt   mgmtfsm.Effects
 	Signal signalfsm.Effects
 	Peers  peerfsm.Effects
+	// Relay is the effects of the relay link (nil: no relay link, as for
+	// tests of the other machines alone).
+	Relay relayfsm.Effects
+	// ForceRelay disables ICE: peers pair over the NetBird relay only, as
+	// official peers with NB_FORCE_RELAY=true.
+	ForceRelay bool
+	// RelayURLs, if set, replace management's relay URLs (the official
+	// client's NB_HOME_RELAY_SERVERS).
+	RelayURLs []string
 	// Dataplane brings the interface up on login and takes ICE servers
 	// from the management config (nil in tests of the machines alone).
 	Dataplane Dataplane
@@ -52,16 +64,46 @@ type Config struct {
 	Ring *fsm.Ring
 	// Observers are told of every transition, in the loop goroutine.
 	Observers []fsm.Observer
+	// Now and Timers replace the loop's clock and timers (the model check
+	// drives time itself; nil: the real ones).
+	Now    func() time.Time
+	Timers fsm.TimerFactory
+	// UnparkBurst and UnparkBatch override the pacing of unparking (0: the
+	// defaults). The model check sets 1 so that a few peers exercise it.
+	UnparkBurst, UnparkBatch int
+	// MeasureDispatch records the loop's longest dispatch (Status.Loop.MaxDispatch).
+	MeasureDispatch bool
+	// Go runs the engine's own workers (interface creation); nil: a
+	// goroutine joined by Stop. The model check runs them in place.
+	Go func(func())
 }
 
-// Dataplane is what the engine asks of the data path, from the loop
-// goroutine (in-process calls, no network I/O).
+// Dataplane is what the engine asks of the data path. SetConfig and
+// SetFirewall are called from the loop goroutine (in-process, short); Up
+// from a worker.
 type Dataplane interface {
-	// Up creates the WireGuard interface with the overlay address management
-	// assigned (first login; a no-op when it is up with that address).
-	Up(addr netip.Prefix, mtu int) error
+	// Up creates the WireGuard interface with the overlay addresses
+	// management assigned, IPv4 and IPv6 (zero: none) (once: the addresses
+	// of a registered peer do not change). It
+	// runs in a worker goroutine, since creating a TUN device and its
+	// configuration socket may block, and must not touch what the loop
+	// reads: the loop calls Install on the result, or Close if the result
+	// arrives when nothing can take it (the loop has stopped).
+	Up(addr, addrV6 netip.Prefix, mtu int) (Interface, error)
 	// SetConfig hands over STUN/TURN servers for the next ICE agents.
 	SetConfig(c mgmt.Config)
+	// SetFirewall applies the access policy of each network map (the
+	// whole policy, every map: it replaces the previous one).
+	SetFirewall(fw mgmt.Firewall)
+}
+
+// Interface is a created WireGuard interface, handed from the worker that
+// created it to the loop.
+type Interface interface {
+	// Install makes it the data path's interface (loop goroutine).
+	Install()
+	// Close releases an interface that was never installed.
+	Close() error
 }
 
 // Engine is the running client: one loop owning the engine machine, the two
@@ -76,16 +118,27 @@ type Engine struct {
 	m       *fsm.Machine[*Engine]
 	mgmt    *fsm.Machine[*mgmtfsm.Link]
 	sig     *fsm.Machine[*signalfsm.Link]
+	relay   *fsm.Machine[*relayfsm.Link]   // nil without Config.Relay
 	peers   map[wgtypes.Key][]netip.Prefix // as applied
 	queue   []string                       // peers waiting for their unpark turn
 	login   *mgmt.LoginResult
 	config  *mgmt.Config
 	lastMap *mgmt.NetworkMap
 	skipped int
+	// ifaceErr is why the interface could not be created ("" when up);
+	// ifaceAttempt counts the retries since the last success.
+	ifaceErr     string
+	ifaceAttempt int
+	ifaceUp      bool // installed
+	creating     bool // a worker is creating it
+	workers      sync.WaitGroup
 
 	known atomic.Pointer[map[wgtypes.Key]struct{}] // the map's keys, for the signal worker
 
-	runOnce sync.Once
+	// life serializes Start and Stop (callable from any goroutine).
+	life    sync.Mutex
+	started bool
+	stopped bool
 	done    chan struct{}
 	cancel  context.CancelFunc
 }
@@ -110,7 +163,15 @@ func New(cfg Config) (*Engine, error) {
 	}
 	empty := map[wgtypes.Key]struct{}{}
 	e.known.Store(&empty)
-	e.loop = fsm.NewLoop(fsm.Options{Logger: cfg.Logger})
+	if cfg.UnparkBurst <= 0 {
+		cfg.UnparkBurst = UnparkBurst
+	}
+	if cfg.UnparkBatch <= 0 {
+		cfg.UnparkBatch = UnparkBatch
+	}
+	e.cfg = cfg
+	e.loop = fsm.NewLoop(fsm.Options{Logger: cfg.Logger, Now: cfg.Now, Timers: cfg.Timers,
+		MeasureDispatch: cfg.MeasureDispatch})
 	e.loop.Observe(fsm.ZapObserver{Log: cfg.Logger.Named("fsm")})
 	if cfg.Ring != nil {
 		e.loop.Observe(cfg.Ring)
@@ -127,6 +188,11 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if e.sig, err = signalfsm.New(e.loop, &signalfsm.Link{Effects: cfg.Signal, Rand: cfg.Rand}, e.m); err != nil {
 		return nil, err
+	}
+	if cfg.Relay != nil {
+		if e.relay, err = relayfsm.New(e.loop, &relayfsm.Link{Effects: cfg.Relay, Rand: cfg.Rand}, e.m); err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -145,7 +211,7 @@ func (e *Engine) Known(k wgtypes.Key) bool {
 // Deliver posts a decrypted signal message to the machine of its sender
 // (called from the signal worker). A sender without a machine is counted by
 // the loop and dropped.
-func (e *Engine) Deliver(m signal.Message) {
+func (e *Engine) Deliver(m sigwire.Message) {
 	ev, ok := peerfsm.EventFor(m.Kind)
 	if !ok {
 		return
@@ -153,32 +219,38 @@ func (e *Engine) Deliver(m signal.Message) {
 	_ = e.loop.Post(fsm.Envelope{To: peerfsm.ID(m.From), Event: ev, Data: m})
 }
 
-// Start runs the loop and starts the engine.
+// Start runs the loop and starts the engine. It may be called from any
+// goroutine, once: again, or after Stop, it returns ErrRunning.
 func (e *Engine) Start(ctx context.Context) error {
-	started := false
-	e.runOnce.Do(func() {
-		started = true
-		ctx, e.cancel = context.WithCancel(ctx)
-		go func() {
-			defer close(e.done)
-			e.loop.Run(ctx)
-		}()
-	})
-	if !started {
+	e.life.Lock()
+	defer e.life.Unlock()
+	if e.started {
 		return ErrRunning
 	}
+	e.started = true
+	ctx, e.cancel = context.WithCancel(ctx)
+	go func() {
+		defer close(e.done)
+		e.loop.Run(ctx)
+	}()
 	return e.loop.Post(fsm.Envelope{To: ID, Event: EvStart})
 }
 
-// Stop stops links and peers and ends the loop; it waits for the loop.
+// Stop stops links and peers and ends the loop; it waits for the loop. It
+// may be called from any goroutine, any number of times, before or after
+// Start (before: a no-op).
 func (e *Engine) Stop() {
-	if e.cancel == nil {
+	e.life.Lock()
+	defer e.life.Unlock()
+	if !e.started || e.stopped {
 		return
 	}
+	e.stopped = true
 	_ = e.loop.Post(fsm.Envelope{To: ID, Event: EvStop})
 	_ = e.loop.Do(func() {}) // the stop has run
 	e.cancel()
 	<-e.done
+	e.workers.Wait() // an interface being created: closed by its worker
 }
 
 // SetSetupKey hands the engine a new setup key (leaves needs-login).
@@ -210,32 +282,171 @@ func forwardNetwork(m *fsm.Machine[*Engine], ev fsm.Envelope) {
 	}
 	m.Send(mgmtfsm.ID, mev, nil)
 	m.Send(signalfsm.ID, sev, nil)
+	if up {
+		// Peers that gave up offering try again on the new network.
+		m.Broadcast(peerfsm.Kind, peerfsm.Waiting, peerfsm.EvNetworkUp, nil)
+	}
+	if m.Data.relay != nil {
+		rev := relayfsm.EvNetworkDown
+		if up {
+			rev = relayfsm.EvNetworkUp
+		}
+		m.Send(relayfsm.ID, rev, nil)
+	}
+}
+
+// homeRelay is the home relay's instance address and IP while the relay
+// link is connected: what peers put in their offers and answers. Loop
+// goroutine only.
+func (e *Engine) homeRelay() (string, netip.Addr) {
+	if e.relay == nil || !e.relay.In(relayfsm.Connected) {
+		return "", netip.Addr{}
+	}
+	return e.relay.Data.Addr, e.relay.Data.ServerIP
+}
+
+// relayConfig is management's relay config with Config.RelayURLs applied.
+func (e *Engine) relayConfig(r mgmt.RelayConfig) relayfsm.Config {
+	rc := relayfsm.ConfigOf(r)
+	if len(e.cfg.RelayURLs) > 0 {
+		rc.URLs = slices.Clone(e.cfg.RelayURLs)
+	}
+	return rc
+}
+
+// relayUp tells the peers in a session that the home relay is up.
+func relayUp(m *fsm.Machine[*Engine], _ fsm.Envelope) {
+	m.Broadcast(peerfsm.Kind, peerfsm.Session, peerfsm.EvRelayUp, nil)
+}
+
+func nothingToDo(*fsm.Machine[*Engine], fsm.Envelope) {}
+
+// startRelay starts the relay link with the login's RelayConfig (a no-op
+// when it runs: the config is then only kept for its next connect).
+func startRelay(m *fsm.Machine[*Engine], c mgmt.Config) {
+	if m.Data.relay == nil {
+		return
+	}
+	rc := m.Data.relayConfig(c.Relay)
+	m.Send(relayfsm.ID, relayfsm.EvStart, rc)
+	m.Send(relayfsm.ID, relayfsm.EvConfig, rc)
 }
 
 func signalServer(c mgmt.Config) signalfsm.Server {
 	return signalfsm.Server{Addr: c.Signal.URI, TLS: c.Signal.TLS()}
 }
 
-func applyLogin(m *fsm.Machine[*Engine], ev fsm.Envelope) {
-	r, ok := ev.Data.(*mgmt.LoginResult)
-	if !ok {
+// storeLogin keeps the login's result for configuring.
+func storeLogin(m *fsm.Machine[*Engine], ev fsm.Envelope) {
+	if r, ok := ev.Data.(*mgmt.LoginResult); ok {
+		m.Data.login = r
+		m.Data.config = &r.Config
+	}
+}
+
+// bringUp is configuring's entry: a worker creates the interface for the
+// login and posts interface-up (Data: Interface) or interface-failed. The
+// loop does not wait for it.
+func bringUp(m *fsm.Machine[*Engine], _ fsm.Envelope) {
+	e := m.Data
+	dp := e.cfg.Dataplane
+	if dp == nil || e.ifaceUp || e.login == nil {
+		m.Raise(EvIfaceUp, nil)
 		return
 	}
-	e := m.Data
-	e.login = r
-	e.config = &r.Config
-	if dp := e.cfg.Dataplane; dp != nil {
-		if err := dp.Up(r.Peer.Address, r.Peer.MTU); err != nil {
-			e.log.Error("interface up failed", zap.String("endpoint", r.Peer.Address.String()), zap.Error(err))
-		}
-		dp.SetConfig(r.Config)
+	if e.creating {
+		return // the running worker's result comes to this state
 	}
-	if r.Config.Signal.URI == "" {
+	e.creating = true
+	w, addr, addrV6, mtu := m.Worker(), e.login.Peer.Address, e.login.Peer.AddressV6, e.login.Peer.MTU
+	e.spawn(func() {
+		iface, err := dp.Up(addr, addrV6, mtu)
+		if err != nil {
+			_ = w.PostCause(EvIfaceFailed, fmt.Errorf("interface %s: %w", addr, err), err.Error())
+			return
+		}
+		if w.Post(EvIfaceUp, iface) != nil {
+			_ = iface.Close() // the loop has stopped: nothing will install it
+		}
+	})
+}
+
+func (e *Engine) spawn(f func()) {
+	if e.cfg.Go != nil {
+		e.cfg.Go(f)
+		return
+	}
+	e.workers.Go(f)
+}
+
+// installIface takes a created interface (in whatever state it arrives:
+// installed, it is released with the data path).
+func installIface(m *fsm.Machine[*Engine], ev fsm.Envelope) {
+	e := m.Data
+	if iface, ok := ev.Data.(Interface); ok && iface != nil {
+		e.creating = false
+		iface.Install()
+		e.ifaceUp = true
+	}
+}
+
+// ifaceFailed: the worker could not create the interface.
+func ifaceFailed(m *fsm.Machine[*Engine], ev fsm.Envelope) {
+	m.Data.creating = false
+	if err, ok := ev.Data.(error); ok {
+		m.Data.ifaceErr = err.Error()
+	}
+}
+
+// ifaceReady: configuring is done; ICE servers to the data path, signal on.
+func ifaceReady(m *fsm.Machine[*Engine], ev fsm.Envelope) {
+	installIface(m, ev)
+	e := m.Data
+	e.ifaceErr, e.ifaceAttempt = "", 0
+	if dp := e.cfg.Dataplane; dp != nil && e.config != nil {
+		dp.SetConfig(*e.config)
+	}
+	startSignal(m, ev)
+}
+
+// armIfaceRetry is interface-failed's entry: peers cannot carry traffic
+// without the interface, so none offers; one backoff timer retries.
+func armIfaceRetry(m *fsm.Machine[*Engine], ev fsm.Envelope) {
+	e := m.Data
+	if err, ok := ev.Data.(error); ok {
+		e.ifaceErr = err.Error()
+	}
+	d := backoff.Links.Delay(e.ifaceAttempt, e.cfg.Rand)
+	e.ifaceAttempt++
+	e.log.Error("interface could not be created; retrying", zap.String("err", e.ifaceErr),
+		zap.Int("attempt", e.ifaceAttempt), zap.Duration("delay", d))
+	parkPeers(m, ev)
+	m.After(d, EvIfaceRetry, nil)
+}
+
+// startSignal starts the signal link with the login's server, and the
+// relay link with its RelayConfig.
+func startSignal(m *fsm.Machine[*Engine], _ fsm.Envelope) {
+	e := m.Data
+	if e.login != nil {
+		startRelay(m, e.login.Config)
+	}
+	if e.login == nil || e.login.Config.Signal.URI == "" {
 		e.log.Warn("management gave no usable signal server; peers stay parked")
 		return
 	}
-	m.Send(signalfsm.ID, signalfsm.EvStart, signalServer(r.Config))
-	m.Send(signalfsm.ID, signalfsm.EvServer, signalServer(r.Config))
+	m.Send(signalfsm.ID, signalfsm.EvStart, signalServer(e.login.Config))
+	m.Send(signalfsm.ID, signalfsm.EvServer, signalServer(e.login.Config))
+}
+
+// applyLogin: a re-login while running (management reconnected); the
+// interface is up already.
+func applyLogin(m *fsm.Machine[*Engine], ev fsm.Envelope) {
+	storeLogin(m, ev)
+	if dp := m.Data.cfg.Dataplane; dp != nil {
+		dp.SetConfig(*m.Data.config)
+	}
+	startSignal(m, ev)
 }
 
 func applyConfig(m *fsm.Machine[*Engine], ev fsm.Envelope) {
@@ -251,6 +462,10 @@ func applyConfig(m *fsm.Machine[*Engine], ev fsm.Envelope) {
 	}
 	if merged.Signal.URI != "" {
 		m.Send(signalfsm.ID, signalfsm.EvServer, signalServer(merged))
+	}
+	if e.relay != nil && (len(c.Relay.URLs) > 0 || c.Relay.TokenPayload != "") {
+		// A refreshed token (config-only sync): used at the next connect.
+		m.Send(relayfsm.ID, relayfsm.EvConfig, e.relayConfig(merged.Relay))
 	}
 }
 
@@ -278,14 +493,15 @@ func MergeConfig(cur *mgmt.Config, upd mgmt.Config) mgmt.Config {
 	return out
 }
 
-// syncSignalState: entering running, the engine's substate follows the
-// signal link as it is now (it may have stayed connected through a
-// re-login).
-func syncSignalState(m *fsm.Machine[*Engine], _ fsm.Envelope) {
-	if m.Data.sig.In(signalfsm.Connected) {
-		m.Raise(EvSignalUp, nil)
-	}
-}
+// signalConnected: entering running, the engine's substate is the signal
+// link's as it is now (it may have stayed connected through a re-login).
+// Deciding the target, instead of entering signal-down and raising
+// signal-up, keeps the park broadcast of signal-down's entry from landing
+// behind the signal-up that should have released its peers (issue 10,
+// bug 1).
+var signalConnected = &fsm.Guard[*Engine]{Name: "signal-connected", Fn: func(m *fsm.Machine[*Engine], _ fsm.Envelope) bool {
+	return m.Data.sig.In(signalfsm.Connected)
+}}
 
 func applyMap(m *fsm.Machine[*Engine], ev fsm.Envelope) {
 	nm, ok := ev.Data.(*mgmt.NetworkMap)
@@ -294,9 +510,12 @@ func applyMap(m *fsm.Machine[*Engine], ev fsm.Envelope) {
 	}
 	e := m.Data
 	e.lastMap = nm
-	e.skipped = len(nm.Skipped)
+	e.skipped = len(nm.Skipped) + len(nm.Firewall.Skipped)
 	for _, s := range nm.Skipped {
 		e.log.Debug("network map entry skipped", zap.String("peer", s.Entry), zap.Error(s.Reason))
+	}
+	if dp := e.cfg.Dataplane; dp != nil {
+		dp.SetFirewall(nm.Firewall)
 	}
 	plan := Reconcile(e.peers, nm.Peers)
 	if plan.Empty() {
@@ -324,17 +543,26 @@ func applyMap(m *fsm.Machine[*Engine], ev fsm.Envelope) {
 		e.peers[rp.Key] = rp.AllowedIPs
 		p := &peerfsm.Peer{Own: e.own, Remote: rp.Key, AllowedIPs: rp.AllowedIPs, Effects: e.cfg.Peers,
 			Rand: e.cfg.Rand, SignalUp: up}
-		pm, err := peerfsm.Add(e.loop, p, m)
-		if err != nil {
-			e.log.Warn("unexpected: cannot add peer", zap.String("peer", nbcrypto.Fingerprint(rp.Key)), zap.Error(err))
-			continue
+		if e.relay != nil {
+			p.HomeRelay, p.ForceRelay = e.homeRelay, e.cfg.ForceRelay
 		}
-		if up {
-			e.queue = append(e.queue, pm.ID())
+		// A new machine enters parked: the routing table queues it for its
+		// unpark turn if signal is up.
+		if _, err := peerfsm.Add(e.loop, p, m); err != nil {
+			e.log.Warn("unexpected: cannot add peer", zap.String("peer", nbcrypto.Fingerprint(rp.Key)), zap.Error(err))
 		}
 	}
-	if up && len(e.queue) > 0 {
-		m.Raise(EvQueued, nil) // from steady, back through the bucket
+}
+
+// queueParked queues a peer that entered parked while signal is up, if it
+// is still parked (a later event may have moved it on).
+func queueParked(m *fsm.Machine[*Engine], ev fsm.Envelope) {
+	r, ok := ev.Data.(fsm.Record)
+	if !ok {
+		return
+	}
+	if n := m.Loop().Machine(r.Machine); n != nil && n.State() == peerfsm.Parked {
+		m.Data.queue = append(m.Data.queue, r.Machine)
 	}
 }
 
@@ -379,11 +607,11 @@ func signalIsUp(m *fsm.Machine[*Engine], _ fsm.Envelope) {
 }
 
 func startUnparking(m *fsm.Machine[*Engine], _ fsm.Envelope) {
-	release(m, UnparkBurst)
+	release(m, m.Data.cfg.UnparkBurst)
 }
 
 func unparkBatch(m *fsm.Machine[*Engine], _ fsm.Envelope) {
-	release(m, UnparkBatch)
+	release(m, m.Data.cfg.UnparkBatch)
 }
 
 // release hands up to n queued peers their unpark, then arms the next tick
@@ -418,5 +646,8 @@ func stopAll(m *fsm.Machine[*Engine], _ fsm.Envelope) {
 	clear(e.peers)
 	m.Send(signalfsm.ID, signalfsm.EvStop, nil)
 	m.Send(mgmtfsm.ID, mgmtfsm.EvStop, nil)
+	if e.relay != nil {
+		m.Send(relayfsm.ID, relayfsm.EvStop, nil)
+	}
 	m.Raise(EvStopped, nil)
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 	"testing/synctest"
@@ -10,7 +11,7 @@ import (
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
-	"github.com/nbfsm/nbfsm/internal/signal"
+	"github.com/nbfsm/nbfsm/internal/sigwire"
 	"github.com/nbfsm/nbfsm/mgmtfsm"
 	"github.com/nbfsm/nbfsm/peerfsm"
 	"github.com/nbfsm/nbfsm/signalfsm"
@@ -126,8 +127,8 @@ func TestStrangersCreateNoState(t *testing.T) {
 	machines := l.Len()
 	// What the signal worker would post if a stranger's message got past
 	// the Known filter: dropped and counted, no machine created.
-	ev, _ := peerfsm.EventFor(signal.Offer)
-	l.Deliver(fsm.Envelope{To: peerfsm.ID(stranger), Event: ev, Data: signal.Message{From: stranger, Kind: signal.Offer}})
+	ev, _ := peerfsm.EventFor(sigwire.Offer)
+	l.Deliver(fsm.Envelope{To: peerfsm.ID(stranger), Event: ev, Data: sigwire.Message{From: stranger, Kind: sigwire.Offer}})
 	if l.Len() != machines || l.Stats().UnknownTarget != 1 {
 		t.Fatalf("machines %d → %d, unknown %d", machines, l.Len(), l.Stats().UnknownTarget)
 	}
@@ -142,7 +143,7 @@ func TestSignalDownParksAllButConnected(t *testing.T) {
 	// Peer 0 connects (as its ICE worker would report).
 	p0 := peerfsm.ID(peerKey(0))
 	pm := l.Machine(p0).(*fsm.Machine[*peerfsm.Peer])
-	l.Deliver(fsm.Envelope{To: p0, Event: peerfsm.EvAnswer, Data: signal.Message{Kind: signal.Answer, Ufrag: "r", Pwd: "rp", SessionID: []byte{1}}})
+	l.Deliver(fsm.Envelope{To: p0, Event: peerfsm.EvAnswer, Data: sigwire.Message{Kind: sigwire.Answer, Ufrag: "r", Pwd: "rp", SessionID: []byte{1}}})
 	l.Deliver(fsm.Envelope{To: p0, Event: peerfsm.EvICEConnected, Gen: pm.Gen(), Data: peerfsm.Pair{Relayed: true}})
 	if pm.State() != peerfsm.Relayed {
 		t.Fatalf("peer 0 in %s", pm.State())
@@ -256,5 +257,218 @@ func TestStatusSnapshot(t *testing.T) {
 	if s.State != SignalDown || s.Serial != 4 || len(s.Peers) != 2 || s.Address != login.Peer.Address ||
 		s.Signal.State != signalfsm.Connecting || s.Peers[0].State != peerfsm.Parked {
 		t.Fatalf("status %+v", s)
+	}
+}
+
+func peersIn(e *Engine, s fsm.State) int {
+	n := 0
+	e.m.Children(peerfsm.Kind, func(c fsm.Node) bool {
+		if c.In(s) {
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// Issue 10, bug 1: a re-login (needs-login, then a new setup key) while
+// signal stays connected left the peers that were offering parked for good:
+// entering running raised signal-up ahead of signal-down's park broadcast.
+func TestReloginWithSignalConnectedStrandsNoPeer(t *testing.T) {
+	fp := &fakePeers{}
+	e := start(t, fp)
+	l := e.Loop()
+	l.Deliver(fsm.Envelope{To: ID, Event: mgmtfsm.NotifyMap, Data: networkMap(1, 3)})
+	signalUp(e)
+	if n := peersIn(e, peerfsm.Offering); n != 3 {
+		t.Fatalf("%d of 3 peers offering", n)
+	}
+	l.Deliver(fsm.Envelope{To: ID, Event: EvNeedsLogin})
+	l.Deliver(fsm.Envelope{To: ID, Event: EvSetupKey, Data: "new-key"})
+	l.Deliver(fsm.Envelope{To: ID, Event: mgmtfsm.NotifyLogin, Data: login})
+	if !e.m.In(Steady) {
+		t.Fatalf("engine in %s after the re-login, signal %s", e.m.State(), e.sig.State())
+	}
+	if n := peersIn(e, peerfsm.Parked); n != 0 {
+		t.Fatalf("%d peers parked with signal connected", n)
+	}
+}
+
+// Found by the model check: signal going down while the engine waits for
+// a new setup key left peers offering into a dead signal link.
+func TestSignalDownInNeedsLoginParksPeers(t *testing.T) {
+	e := start(t, &fakePeers{})
+	l := e.Loop()
+	l.Deliver(fsm.Envelope{To: ID, Event: mgmtfsm.NotifyMap, Data: networkMap(1, 3)})
+	signalUp(e)
+	l.Deliver(fsm.Envelope{To: ID, Event: EvNeedsLogin})
+	l.Deliver(fsm.Envelope{To: signalfsm.ID, Event: signalfsm.EvStreamClosed, Gen: e.sig.Gen()})
+	if n := peersIn(e, peerfsm.Parked); n != 3 {
+		t.Fatalf("%d of 3 peers parked with signal down in %s", n, e.m.State())
+	}
+	// Signal back, then the login: every peer is released.
+	l.Deliver(fsm.Envelope{To: signalfsm.ID, Event: signalfsm.EvRetry})
+	e.sig.Loop().Drain()
+	signalUp(e)
+	l.Deliver(fsm.Envelope{To: ID, Event: EvSetupKey, Data: "new-key"})
+	l.Deliver(fsm.Envelope{To: ID, Event: mgmtfsm.NotifyLogin, Data: login})
+	if n := peersIn(e, peerfsm.Offering); n != 3 || !e.m.In(Steady) {
+		t.Fatalf("%d of 3 peers offering, engine %s, signal %s", n, e.m.State(), e.sig.State())
+	}
+}
+
+// Issue 10, bug 2: a parked peer that accepts the remote's offer before its
+// unpark turn never learnt that signal is up; its next ICE failure parked
+// it after the unpark queue had drained, for good. Now a peer that enters
+// parked while signal is up is queued again.
+func TestPeerParkedAfterItsTurnIsQueuedAgain(t *testing.T) {
+	fp := &fakePeers{}
+	e, err := New(Config{PrivateKey: ownKey, Mgmt: &fakeMgmt{}, Signal: &fakeSignal{}, Peers: fp, UnparkBurst: 1, UnparkBatch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := e.Loop()
+	l.Deliver(fsm.Envelope{To: ID, Event: EvStart})
+	l.Deliver(fsm.Envelope{To: ID, Event: mgmtfsm.NotifyLogin, Data: login})
+	t.Cleanup(func() { l.Deliver(fsm.Envelope{To: ID, Event: EvStop}) })
+	l.Deliver(fsm.Envelope{To: ID, Event: mgmtfsm.NotifyMap, Data: networkMap(1, 2)})
+	signalUp(e)
+	p1 := peerfsm.ID(peerKey(1))
+	pm := l.Machine(p1).(*fsm.Machine[*peerfsm.Peer])
+	if pm.State() != peerfsm.Parked || !e.m.In(Unparking) {
+		t.Fatalf("peer 1 in %s, engine %s: want it waiting for its turn", pm.State(), e.m.State())
+	}
+	// The remote offers before peer 1's turn: it answers and checks.
+	l.Deliver(fsm.Envelope{To: p1, Event: peerfsm.EvOffer,
+		Data: sigwire.Message{Kind: sigwire.Offer, Ufrag: "r", Pwd: "rp", SessionID: []byte{7}}})
+	if pm.State() != peerfsm.Checking {
+		t.Fatalf("peer 1 in %s after the offer", pm.State())
+	}
+	l.Deliver(fsm.Envelope{To: ID, Event: EvUnparkTick}) // its turn: it is busy, the queue drains
+	if !e.m.In(Steady) {
+		t.Fatalf("engine in %s", e.m.State())
+	}
+	l.Deliver(fsm.Envelope{To: p1, Event: peerfsm.EvICEFailed, Gen: pm.Gen()})
+	if pm.State() != peerfsm.Offering {
+		t.Fatalf("peer 1 in %s after its ICE failure with signal up (engine %s)", pm.State(), e.m.State())
+	}
+}
+
+// Offers wait for events: a peer whose offers went unanswered waits with
+// no timer; network-up makes it offer again.
+func TestWaitingPeersOfferOnNetworkUp(t *testing.T) {
+	e := start(t, &fakePeers{})
+	l := e.Loop()
+	l.Deliver(fsm.Envelope{To: ID, Event: mgmtfsm.NotifyMap, Data: networkMap(1, 2)})
+	signalUp(e)
+	for range peerfsm.MaxOffers {
+		e.m.Children(peerfsm.Kind, func(c fsm.Node) bool {
+			l.Deliver(fsm.Envelope{To: c.ID(), Event: peerfsm.EvResend})
+			return true
+		})
+	}
+	if n := peersIn(e, peerfsm.Waiting); n != 2 {
+		t.Fatalf("%d of 2 peers waiting", n)
+	}
+	timers := 0
+	e.m.Children(peerfsm.Kind, func(c fsm.Node) bool { timers += c.Timers(); return true })
+	if timers != 0 {
+		t.Fatalf("waiting peers hold %d timers", timers)
+	}
+	// Network-up re-dials signal (its stream may be bound to an address
+	// that is gone): the peers are parked, then released when it is back.
+	l.Deliver(fsm.Envelope{To: ID, Event: EvNetworkChanged, Data: true})
+	signalUp(e)
+	if n := peersIn(e, peerfsm.Offering); n != 2 {
+		t.Fatalf("%d of 2 peers offering after network-up (engine %s, signal %s)", n, e.m.State(), e.sig.State())
+	}
+}
+
+type fakePlane struct{ fail error }
+
+func (f *fakePlane) Up(_, _ netip.Prefix, _ int) (Interface, error) {
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	return nopIface{}, nil
+}
+
+type nopIface struct{}
+
+func (nopIface) Install()                      {}
+func (nopIface) Close() error                  { return nil }
+func (f *fakePlane) SetConfig(mgmt.Config)     {}
+func (f *fakePlane) SetFirewall(mgmt.Firewall) {}
+
+// Failures are states: an interface that cannot be created at login shows
+// in the engine's state and status, no peer offers, one timer retries.
+func TestInterfaceFailureIsAState(t *testing.T) {
+	fp, dp := &fakePeers{}, &fakePlane{fail: errors.New("no TUN")}
+	// The worker that creates the interface runs in place; its result waits
+	// in the mailbox for Drain.
+	e, err := New(Config{PrivateKey: ownKey, Mgmt: &fakeMgmt{}, Signal: &fakeSignal{}, Peers: fp, Dataplane: dp,
+		Go: func(f func()) { f() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := e.Loop()
+	l.Deliver(fsm.Envelope{To: ID, Event: EvStart})
+	l.Deliver(fsm.Envelope{To: ID, Event: mgmtfsm.NotifyLogin, Data: login})
+	t.Cleanup(func() { l.Deliver(fsm.Envelope{To: ID, Event: EvStop}) })
+	l.Deliver(fsm.Envelope{To: ID, Event: mgmtfsm.NotifyMap, Data: networkMap(1, 3)})
+	if !e.m.In(Configuring) {
+		t.Fatalf("engine in %s while the interface is being created", e.m.State())
+	}
+	l.Drain()
+	if !e.m.In(IfaceFailed) || e.m.Timers() != 1 || e.snapshot().Interface == "" {
+		t.Fatalf("engine %s, %d timers, status %q", e.m.State(), e.m.Timers(), e.snapshot().Interface)
+	}
+	if e.sig.In(signalfsm.Running) || fp.offered() != 0 || peersIn(e, peerfsm.Parked) != 3 {
+		t.Fatalf("signal %s, %d offers, %d parked: nothing should run without an interface", e.sig.State(), fp.offered(), peersIn(e, peerfsm.Parked))
+	}
+	l.Deliver(fsm.Envelope{To: ID, Event: EvIfaceRetry}) // still failing: back, with a new timer
+	l.Drain()
+	if !e.m.In(IfaceFailed) || e.m.Timers() != 1 {
+		t.Fatalf("engine %s, %d timers after a failed retry", e.m.State(), e.m.Timers())
+	}
+	dp.fail = nil
+	l.Deliver(fsm.Envelope{To: ID, Event: EvIfaceRetry})
+	l.Drain()
+	if !e.m.In(SignalDown) || !e.sig.In(signalfsm.Running) || e.snapshot().Interface != "" || e.m.Timers() != 0 {
+		t.Fatalf("engine %s, signal %s, status %q after the interface came up", e.m.State(), e.sig.State(), e.snapshot().Interface)
+	}
+	signalUp(e)
+	if n := peersIn(e, peerfsm.Offering); n != 3 {
+		t.Fatalf("%d of 3 peers offering", n)
+	}
+}
+
+// Start and Stop may race from any goroutines: one Start wins, every Stop
+// returns once the loop has ended (run with -race).
+func TestStartStopRaceFree(t *testing.T) {
+	for range 20 {
+		e, err := newTestEngine(&fakePeers{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 4)
+		done := make(chan struct{}, 4)
+		for range 2 {
+			go func() { errs <- e.Start(t.Context()) }()
+			go func() { e.Stop(); done <- struct{}{} }()
+		}
+		ok := 0
+		for range 2 {
+			if err := <-errs; err == nil {
+				ok++
+			} else if !errors.Is(err, ErrRunning) && !errors.Is(err, fsm.ErrStopped) {
+				t.Fatal(err)
+			}
+			<-done
+		}
+		if ok > 1 {
+			t.Fatalf("%d Starts succeeded", ok)
+		}
+		e.Stop()
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
-	"github.com/nbfsm/nbfsm/internal/signal"
+	"github.com/nbfsm/nbfsm/internal/sigwire"
 	"github.com/nbfsm/nbfsm/peerfsm"
 	"github.com/nbfsm/nbfsm/signalfsm"
 )
@@ -49,8 +49,8 @@ func (f *fakePeers) NewCredentials() peerfsm.Credentials {
 	return peerfsm.Credentials{Ufrag: fmt.Sprintf("u%d", n), Pwd: "p", SessionID: []byte{byte(n)}}
 }
 
-func (f *fakePeers) Send(_ fsm.Sender, m signal.Message) {
-	if m.Kind != signal.Offer {
+func (f *fakePeers) Send(_ fsm.Sender, m sigwire.Message) {
+	if m.Kind != sigwire.Offer {
 		return
 	}
 	f.mu.Lock()
@@ -68,10 +68,12 @@ func (f *fakePeers) offered() int {
 }
 
 func (f *fakePeers) StartICE(fsm.Sender, peerfsm.Agent) peerfsm.ICEHandle { return nopICE{} }
-func (f *fakePeers) SetPeer(peerfsm.WGPeer)                               { f.sets.Add(1) }
-func (f *fakePeers) RemovePeer(wgtypes.Key)                               {}
+func (f *fakePeers) SetPeer(peerfsm.Poster, peerfsm.WGPeer) error         { f.sets.Add(1); return nil }
+func (f *fakePeers) RemovePeer(wgtypes.Key) error                         { return nil }
 func (f *fakePeers) HoldPath(peerfsm.Credentials, netip.AddrPort) func()  { return func() {} }
 func (f *fakePeers) LastReceive(netip.AddrPort) time.Time                 { return time.Time{} }
+func (f *fakePeers) CurrentEndpoint(wgtypes.Key) netip.AddrPort           { return netip.AddrPort{} }
+func (f *fakePeers) Probe(wgtypes.Key)                                    {}
 func (f *fakePeers) Now() time.Time                                       { return time.Now() }
 
 func peerKey(i int) wgtypes.Key {

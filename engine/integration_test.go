@@ -228,3 +228,28 @@ func TestSignalDownKeepsTunnels(t *testing.T) {
 		t.Fatalf("%d timers armed with every peer parked", s.Loop.TimersArmed)
 	}
 }
+
+// Two engines get IPv6 overlay addresses (they declare capability 2) and
+// ping each other over them through the tunnel, both ways.
+func TestIPv6Overlay(t *testing.T) {
+	n := startNet(t)
+	nodes := []*node{startNode(t, n, "alpha", nil), startNode(t, n, "beta", nil)}
+	waitPeers(t, nodes, 1, peerfsm.Direct)
+	v6 := func(nd *node) netip.Addr {
+		s, err := nd.c.Status()
+		if err != nil || !s.AddressV6.IsValid() || !s.AddressV6.Addr().Is6() {
+			t.Fatalf("%s has no IPv6 overlay address: %v %v", nd.name, s.AddressV6, err)
+		}
+		return s.AddressV6.Addr()
+	}
+	for _, pair := range [][2]*node{{nodes[0], nodes[1]}, {nodes[1], nodes[0]}} {
+		a, b := pair[0], pair[1]
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		rtt, err := netping.Ping(ctx, a.c.Net(), v6(a), v6(b), 200*time.Millisecond)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s → %s over IPv6: %v", a.name, b.name, err)
+		}
+		t.Logf("%s (%v) → %s (%v): echo reply in %v", a.name, v6(a), b.name, v6(b), rtt)
+	}
+}

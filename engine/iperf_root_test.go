@@ -20,70 +20,204 @@ import (
 // Failure deadlines of the iperf3 benchmark, never expectations, and its
 // fixed parameters.
 const (
-	iperfSeconds    = 10                                // iperf3 -t
-	iperfServerWait = 10 * time.Second                  // iperf3 -s listening
-	iperfClientWait = (iperfSeconds + 30) * time.Second // iperf3 -c done, JSON written
-	iperfTopAfter   = iperfSeconds * time.Second / 2    // the mid-run `top` snapshot
-	iperfPort       = "5201"                            // iperf3's default, inside namespace B only
-	iperfProfileEnv = "NBFSM_IPERF_PROFILE_DIR"         // optional: clients write cpu-<name>.prof here
-	iperfTick       = time.Second / 100                 // USER_HZ, the unit of utime/stime in /proc/<pid>/stat
-	iperfTopLines   = 20                                // lines of `top -b -n 1` kept in the log
+	iperfSeconds      = 10                        // iperf3 -t of the benchmark
+	iperfShortSeconds = 2                         // iperf3 -t of the smoke test
+	iperfServerWait   = 10 * time.Second          // iperf3 -s listening, exited after the test
+	iperfClientSlack  = 30 * time.Second          // iperf3 -c done past -t, JSON written
+	iperfPort         = "5201"                    // iperf3's default, inside namespace B only
+	iperfProfileEnv   = "NBFSM_IPERF_PROFILE_DIR" // optional: clients write cpu-<name>-<firewall>.prof here
+	iperfTick         = time.Second / 100         // USER_HZ, the unit of utime/stime in /proc/<pid>/stat
+	iperfTopLines     = 20                        // lines of `top -b -n 1` kept in the log
 
 	iperfDirAB = "a→b" // A sends to B
 	iperfDirBA = "b→a" // B sends to A (iperf3 -R)
 )
 
-// BenchmarkTUNIperf3 measures TCP throughput through the tunnel with iperf3
-// between two nbfsm clients on real wt0 TUN devices, in the topology of
+// BenchmarkTUNIperf3 measures TCP throughput with iperf3 between two
+// network namespaces, first on the bare path (the veth pairs and the hub's
+// bridge, underlay addresses) and then through the tunnel between two
+// nbfsm clients on real wt0 TUN devices, in the topology of
 // TestTUNNamespacesEngines (hub namespace with the test network behind a
 // bridge, one client per namespace, each a child process of this binary).
-// Once both clients have connected and pinged each other, an iperf3 server
-// runs in namespace B on B's overlay address and the iperf3 client in
-// namespace A, once A→B and once B→A (-R). It reports the receiver's rate
-// of each direction and the CPU the two client processes used meanwhile,
-// in cores (CPU seconds per wall second, from /proc/<pid>/stat). Root only,
-// and needs iperf3 (apt-get install -y iperf3). Run without -race:
+// Each path carries one TCP stream for iperfSeconds, once A→B and once B→A
+// (-R); the tunnel runs once both clients have connected and pinged each
+// other. It reports the receiver's rate of each direction, the tunnel's
+// share of the bare rate, and the CPU per gigabit of each path (see
+// iperfSample for exactly what is counted). Root only, and needs iperf3
+// (apt-get install -y iperf3). Run without -race (`make iperf`):
 //
 //	go test -run '^$' -bench TUNIperf3 -benchtime 1x -v ./engine/
 //
 // With NBFSM_IPERF_PROFILE_DIR set, each client also writes a CPU profile
-// of its whole life there (cpu-a.prof, cpu-b.prof) for `go tool pprof`.
+// of its whole life there (cpu-a-firewall-off.prof, cpu-b-firewall-off.prof,
+// and the same for firewall-on) for `go tool pprof`.
+//
+// It runs twice in one invocation, firewall-off (DisableFirewall: no filter
+// on the interface) and firewall-on (both clients enforce a policy that
+// allows ICMP and TCP/5201 from the other peer: every data segment and
+// every ACK goes through the filter and its flow table).
 func BenchmarkTUNIperf3(b *testing.B) {
+	for _, fw := range []bool{false, true} {
+		name := "firewall-off"
+		if fw {
+			name = "firewall-on"
+		}
+		b.Run(name, func(b *testing.B) {
+			var sum map[string]iperfPair
+			for i := 0; i < b.N; i++ {
+				sum = runTUNIperf3(b, fw, iperfSeconds, os.Getenv(iperfProfileEnv))
+			}
+			for _, dir := range []string{iperfDirAB, iperfDirBA} {
+				p := sum[dir]
+				b.ReportMetric(p.bare.bps/1e9, "Gbit/s-bare-"+dir)
+				b.ReportMetric(p.tunnel.bps/1e9, "Gbit/s-tunnel-"+dir)
+				b.ReportMetric(p.ratio(), "tunnel/bare-"+dir)
+				b.ReportMetric(p.bare.cpuPerGbit(), "CPU-s/Gbit-bare-"+dir)
+				b.ReportMetric(p.tunnel.cpuPerGbit(), "CPU-s/Gbit-tunnel-"+dir)
+			}
+		})
+	}
+}
+
+// TestTUNIperf3Short is a smoke test of the benchmark: the bare path and
+// the tunnel each carry a 2-second iperf3 stream both ways. It checks only
+// that every run completes with data received (throughput is measured by
+// BenchmarkTUNIperf3, not asserted).
+func TestTUNIperf3Short(t *testing.T) {
 	if os.Getenv(e2eEnvRole) != "" {
-		b.Skip("in a child process")
+		t.Skip("in a child process")
 	}
-	if os.Geteuid() != 0 {
-		b.Skip("needs root (network namespaces, TUN)")
+	if testing.Short() {
+		t.Skip("-short")
 	}
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Skip("iperf3 not installed (apt-get install -y iperf3)")
+	runTUNIperf3(t, false, iperfShortSeconds, "")
+}
+
+// iperfPair is one direction measured on both paths.
+type iperfPair struct{ bare, tunnel iperfSample }
+
+// ratio is the tunnel's share of the bare path's rate.
+func (p iperfPair) ratio() float64 { return p.tunnel.bps / p.bare.bps }
+
+// iperfSample is one iperf3 run. cpu is the user+system CPU time, over the
+// run, of the processes that carried it: the iperf3 client and server (from
+// their rusage once they have exited; `ip netns exec` execs iperf3 in
+// place) and, through the tunnel, the two nbfsm client processes (all
+// their threads, the difference of /proc/<pid>/stat utime+stime across the
+// run). System time includes the kernel's network work done in those
+// processes' context (the veth/bridge/TUN softirqs run mostly on the
+// sending syscall's return); work done in ksoftirqd or other kernel
+// threads is not counted.
+//
+// machine is the busy time of all the machine's CPUs over the run (from
+// /proc/stat: everything but idle and iowait), softirq the part of it in
+// softirq context: the machine is shared, and machine minus the counted
+// processes is the load of everything else (other processes, kernel
+// threads) while the path was measured.
+type iperfSample struct {
+	bps     float64 // receiver's rate
+	retr    int     // sender's TCP retransmits
+	wall    time.Duration
+	cpu     map[string]time.Duration // process → CPU time during the run
+	machine time.Duration            // all CPUs, busy
+	softirq time.Duration            // all CPUs, in softirq
+	// switches are the context switches (voluntary and not) of the
+	// processes in pids over the run, all their threads: hand-offs
+	// between the data path's goroutines that park a thread show here.
+	switches int64
+}
+
+// cpuTotal is the CPU time of every counted process.
+func (s iperfSample) cpuTotal() time.Duration {
+	var t time.Duration
+	for _, c := range s.cpu {
+		t += c
 	}
-	for _, tool := range []string{"ip", "ping"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			b.Fatalf("%s not installed (apt-get install -y iproute2 iputils-ping): %v", tool, err)
+	return t
+}
+
+// cores is the counted CPU time per wall second.
+func (s iperfSample) cores() float64 { return s.cpuTotal().Seconds() / s.wall.Seconds() }
+
+// machineCores is the whole machine's busy CPU time per wall second.
+func (s iperfSample) machineCores() float64 { return s.machine.Seconds() / s.wall.Seconds() }
+
+// cpuPerGbit is the counted CPU seconds per gigabit received.
+func (s iperfSample) cpuPerGbit() float64 { return s.cores() / (s.bps / 1e9) }
+
+func (s iperfSample) String() string {
+	parts := []string{}
+	for _, name := range []string{"iperf3-client", "iperf3-server", "nbfsm-a", "nbfsm-b"} {
+		if c, ok := s.cpu[name]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.2f", name, c.Seconds()/s.wall.Seconds()))
 		}
 	}
-	profDir := os.Getenv(iperfProfileEnv)
-	topo := newE2ETopology(b)
+	w := s.wall.Seconds()
+	sw := ""
+	if s.switches > 0 {
+		sw = fmt.Sprintf("; clients' context switches %.0f per Gbit", float64(s.switches)/(s.bps/1e9*w))
+	}
+	return fmt.Sprintf("%.3f Gbit/s, %d retransmits, %.2f cores (%s), %.3f CPU-s/Gbit; machine %.2f cores busy (softirq %.2f, not counted %.2f)%s",
+		s.bps/1e9, s.retr, s.cores(), strings.Join(parts, ", "), s.cpuPerGbit(),
+		s.machine.Seconds()/w, s.softirq.Seconds()/w, (s.machine-s.cpuTotal()).Seconds()/w, sw)
+}
 
-	hub := startE2EChild(b, "hub", topo.hub, map[string]string{e2eEnvRole: e2eRoleTestnet, e2eEnvHost: e2eHubAddr})
+// runTUNIperf3 builds the topology, measures the bare path, starts the
+// test network and the two clients, measures the tunnel and returns both
+// per direction. profDir, if not empty, gets the clients' CPU profiles.
+func runTUNIperf3(tb testing.TB, firewall bool, seconds int, profDir string) map[string]iperfPair {
+	if os.Getenv(e2eEnvRole) != "" {
+		tb.Skip("in a child process")
+	}
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root (network namespaces, TUN)")
+	}
+	for _, tool := range []string{"ip", "ping", "iperf3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			tb.Fatalf("%s not installed (apt-get install -y iproute2 iputils-ping iperf3): %v", tool, err)
+		}
+	}
+	topo := newE2ETopology(tb)
+	addrA, addrB := netip.MustParseAddr(e2eAddrA), netip.MustParseAddr(e2eAddrB)
+	res := map[string]iperfPair{}
+	for _, dir := range []string{iperfDirAB, iperfDirBA} {
+		s, err := iperfRun(tb, topo, addrB, seconds, dir == iperfDirBA, nil)
+		if err != nil {
+			tb.Fatalf("iperf3 bare %s (%v → %v): %v", dir, addrA, addrB, err)
+		}
+		res[dir] = iperfPair{bare: s}
+		tb.Logf("bare   %s: %v", dir, s)
+	}
+
+	fwName := "firewall-off"
+	if firewall {
+		fwName = "firewall-on"
+	}
+	hubEnv := map[string]string{e2eEnvRole: e2eRoleTestnet, e2eEnvHost: e2eHubAddr}
+	clientFW := e2eFirewallOff
+	if firewall {
+		hubEnv[e2eEnvPolicy] = e2ePolicyIperf
+		clientFW = ""
+	}
+	hub := startE2EChild(tb, "hub", topo.hub, hubEnv)
 	line, ok := hub.mark(e2eMarkTestnet, time.Now().Add(e2eHubWait))
 	if !ok {
-		b.Fatalf("test network did not start:\n%s", hub.output())
+		tb.Fatalf("test network did not start:\n%s", hub.output())
 	}
 	url, setupKey, ok := strings.Cut(line, " ")
 	if !ok || !strings.HasPrefix(url, "http://"+e2eHubAddr+":") || setupKey == "" {
-		b.Fatalf("hub printed %q, want <management URL on %s> <setup key>", url, e2eHubAddr)
+		tb.Fatalf("hub printed %q, want <management URL on %s> <setup key>", url, e2eHubAddr)
 	}
 
 	clients := map[string]*e2eChild{}
 	for _, c := range []struct{ name, ns string }{{"a", topo.a}, {"b", topo.b}} {
 		prof := ""
 		if profDir != "" {
-			prof = filepath.Join(profDir, "cpu-"+c.name+".prof")
+			prof = filepath.Join(profDir, "cpu-"+c.name+"-"+fwName+".prof")
 		}
-		clients[c.name] = startE2EChildProfiled(b, c.name, c.ns, prof, map[string]string{
+		clients[c.name] = startE2EChildProfiled(tb, c.name, c.ns, prof, map[string]string{
 			e2eEnvRole: e2eRoleClient, e2eEnvMgmt: url, e2eEnvSetupKey: setupKey, e2eEnvName: "nbfsm-iperf-" + c.name,
+			e2eEnvFirewall: clientFW,
 		})
 	}
 	deadline := time.Now().Add(e2eClientsWait)
@@ -91,72 +225,68 @@ func BenchmarkTUNIperf3(b *testing.B) {
 	for _, name := range []string{"a", "b"} {
 		got, ok := clients[name].mark(e2eMarkPinged, deadline)
 		if !ok {
-			b.Fatalf("client %s did not connect and ping within %v:\n%s\nhub:\n%s",
+			tb.Fatalf("client %s did not connect and ping within %v:\n%s\nhub:\n%s",
 				name, e2eClientsWait, clients[name].output(), hub.output())
 		}
 		peer, err := iperfPeerOf(got)
 		if err != nil {
-			b.Fatalf("client %s: %v", name, err)
+			tb.Fatalf("client %s: %v", name, err)
 		}
 		peers[name] = peer
-		b.Logf("client %s: %s", name, got)
+		tb.Logf("client %s: %s", name, got)
 	}
-	addrB := peers["a"] // A's peer is B
-
-	b.ResetTimer()
-	var rate = map[string]float64{}
-	var cores = map[string]map[string]float64{iperfDirAB: {}, iperfDirBA: {}}
-	for i := 0; i < b.N; i++ {
-		for _, dir := range []string{iperfDirAB, iperfDirBA} {
-			r, cpu, err := iperfRun(b, topo, addrB, dir == iperfDirBA, clients)
-			if err != nil {
-				b.Fatalf("iperf3 %s: %v", dir, err)
-			}
-			rate[dir] += r / float64(b.N)
-			for name, c := range cpu {
-				cores[dir][name] += c / float64(b.N)
-			}
-		}
-	}
-	b.StopTimer()
+	overlayB := peers["a"] // A's peer is B
+	pids := map[string]int{"nbfsm-a": clients["a"].cmd.Process.Pid, "nbfsm-b": clients["b"].cmd.Process.Pid}
 	for _, dir := range []string{iperfDirAB, iperfDirBA} {
-		b.ReportMetric(rate[dir]/1e9, "Gbit/s-"+dir)
-		for _, name := range []string{"a", "b"} {
-			b.ReportMetric(cores[dir][name], "cores-"+name+"("+dir+")")
+		s, err := iperfRun(tb, topo, overlayB, seconds, dir == iperfDirBA, pids)
+		if err != nil {
+			tb.Fatalf("iperf3 tunnel %s: %v", dir, err)
 		}
+		p := res[dir]
+		p.tunnel = s
+		res[dir] = p
+		tb.Logf("tunnel %s: %v", dir, s)
 	}
 
 	for _, name := range []string{"a", "b"} {
 		if err := clients[name].stop(e2eStopWait); err != nil {
-			b.Errorf("client %s exited: %v\n%s", name, err, clients[name].output())
+			tb.Errorf("client %s exited: %v\n%s", name, err, clients[name].output())
 		}
 	}
 	if err := hub.stop(e2eStopWait); err != nil {
-		b.Errorf("test network exited: %v\n%s", err, hub.output())
+		tb.Errorf("test network exited: %v\n%s", err, hub.output())
 	}
 	for _, ns := range []string{topo.a, topo.b} {
-		b.Logf("UDP counters in %s: %s", ns, iperfUDPCounters(ns))
+		tb.Logf("UDP counters in %s: %s", ns, iperfUDPCounters(ns))
+	}
+	tb.Logf("summary (%s, one TCP stream, %d s each way):", fwName, seconds)
+	for _, dir := range []string{iperfDirAB, iperfDirBA} {
+		p := res[dir]
+		tb.Logf("  %s: bare %.2f Gbit/s (%.3f CPU-s/Gbit, machine %.2f cores busy), tunnel %.2f Gbit/s (%.3f CPU-s/Gbit, machine %.2f cores busy), tunnel/bare %.1f %%",
+			dir, p.bare.bps/1e9, p.bare.cpuPerGbit(), p.bare.machineCores(),
+			p.tunnel.bps/1e9, p.tunnel.cpuPerGbit(), p.tunnel.machineCores(), 100*p.ratio())
 	}
 	if profDir != "" {
-		b.Logf("CPU profiles: go tool pprof -top %s", filepath.Join(profDir, "cpu-a.prof"))
+		tb.Logf("CPU profiles: go tool pprof -top %s", filepath.Join(profDir, "cpu-a-"+fwName+".prof"))
 	}
+	return res
 }
 
-// iperfRun runs one iperf3 test through the tunnel: the server in B's
-// namespace on B's overlay address, the client in A's; reverse makes B the
-// sender. It returns the receiver's bits per second and, per client, the
-// CPU cores its process used during the client's run.
-func iperfRun(b *testing.B, topo *e2eTopology, addrB netip.Addr, reverse bool,
-	clients map[string]*e2eChild) (float64, map[string]float64, error) {
+// iperfRun runs one iperf3 test from namespace A to the server in B's
+// namespace on addrB (underlay: the bare path; overlay: the tunnel);
+// reverse makes B the sender. Besides the two iperf3 processes it counts
+// the CPU of the processes in pids (name → pid) during the client's run.
+func iperfRun(tb testing.TB, topo *e2eTopology, addrB netip.Addr, seconds int, reverse bool,
+	pids map[string]int) (iperfSample, error) {
 	server := exec.Command("ip", "netns", "exec", topo.b, "iperf3", "-s", "-1", "--forceflush",
 		"-B", addrB.String(), "-p", iperfPort)
 	out, err := server.StdoutPipe()
 	if err != nil {
-		return 0, nil, err
+		return iperfSample{}, err
 	}
 	server.Stderr = server.Stdout
 	if err := server.Start(); err != nil {
-		return 0, nil, fmt.Errorf("start server: %w", err)
+		return iperfSample{}, fmt.Errorf("start server: %w", err)
 	}
 	serverOut := make(chan string, 1)
 	ready := make(chan struct{})
@@ -177,7 +307,7 @@ func iperfRun(b *testing.B, topo *e2eTopology, addrB netip.Addr, reverse bool,
 		serverOut <- all.String()
 	}()
 	stopServer := func() string {
-		_ = server.Process.Kill() // already gone after a complete one-off test
+		_ = server.Process.Kill()
 		s := <-serverOut
 		_ = server.Wait()
 		return s
@@ -187,11 +317,11 @@ func iperfRun(b *testing.B, topo *e2eTopology, addrB netip.Addr, reverse bool,
 	case <-ready:
 		timer.Stop()
 	case <-timer.C:
-		return 0, nil, fmt.Errorf("server not listening within %v:\n%s", iperfServerWait, stopServer())
+		return iperfSample{}, fmt.Errorf("server not listening within %v:\n%s", iperfServerWait, stopServer())
 	}
 
 	args := []string{"netns", "exec", topo.a, "iperf3", "-c", addrB.String(), "-p", iperfPort,
-		"-t", strconv.Itoa(iperfSeconds), "-J"}
+		"-t", strconv.Itoa(seconds), "-J"}
 	if reverse {
 		args = append(args, "-R")
 	}
@@ -200,21 +330,33 @@ func iperfRun(b *testing.B, topo *e2eTopology, addrB netip.Addr, reverse bool,
 	client.Stdout, client.Stderr = &stdout, &stderr
 
 	before := map[string]time.Duration{}
-	for name, c := range clients {
-		if before[name], err = iperfProcCPU(c.cmd.Process.Pid); err != nil {
+	var switches0 int64
+	for name, pid := range pids {
+		if before[name], err = iperfProcCPU(pid); err != nil {
 			stopServer()
-			return 0, nil, err
+			return iperfSample{}, err
 		}
+		n, err := iperfProcSwitches(pid)
+		if err != nil {
+			stopServer()
+			return iperfSample{}, err
+		}
+		switches0 += n
+	}
+	busy0, soft0, err := iperfMachineCPU()
+	if err != nil {
+		stopServer()
+		return iperfSample{}, err
 	}
 	start := time.Now()
 	if err := client.Start(); err != nil {
 		stopServer()
-		return 0, nil, fmt.Errorf("start client: %w", err)
+		return iperfSample{}, fmt.Errorf("start client: %w", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- client.Wait() }()
-	top := time.NewTimer(iperfTopAfter)
-	deadline := time.NewTimer(iperfClientWait)
+	top := time.NewTimer(time.Duration(seconds) * time.Second / 2)
+	deadline := time.NewTimer(time.Duration(seconds)*time.Second + iperfClientSlack)
 	defer top.Stop()
 	defer deadline.Stop()
 	var waitErr error
@@ -222,37 +364,67 @@ wait:
 	for {
 		select {
 		case <-top.C:
-			b.Logf("top during %s:\n%s", iperfDirName(reverse), iperfTop())
+			tb.Logf("top during %s:\n%s", iperfDirName(reverse), iperfTop())
 		case waitErr = <-done:
 			break wait
 		case <-deadline.C:
 			_ = client.Process.Kill()
 			<-done
 			stopServer()
-			return 0, nil, fmt.Errorf("client not done within %v", iperfClientWait)
+			return iperfSample{}, fmt.Errorf("client not done within %v", iperfClientSlack)
 		}
 	}
-	wall := time.Since(start)
-	cpu := map[string]float64{}
-	for name, c := range clients {
-		after, err := iperfProcCPU(c.cmd.Process.Pid)
+	s := iperfSample{wall: time.Since(start), cpu: map[string]time.Duration{}}
+	busy1, soft1, err := iperfMachineCPU()
+	if err != nil {
+		stopServer()
+		return iperfSample{}, err
+	}
+	s.machine, s.softirq = busy1-busy0, soft1-soft0
+	for name, pid := range pids {
+		after, err := iperfProcCPU(pid)
 		if err != nil {
 			stopServer()
-			return 0, nil, err
+			return iperfSample{}, err
 		}
-		cpu[name] = (after - before[name]).Seconds() / wall.Seconds()
+		s.cpu[name] = after - before[name]
+		n, err := iperfProcSwitches(pid)
+		if err != nil {
+			stopServer()
+			return iperfSample{}, err
+		}
+		s.switches += n
 	}
-	srv := stopServer()
+	s.switches -= switches0
+	// The one-off server exits after the test; its exit (and rusage) is
+	// waited for, and it is killed only past the deadline.
+	var srv string
+	srvWait := time.NewTimer(iperfServerWait)
+	select {
+	case srv = <-serverOut:
+		srvWait.Stop()
+	case <-srvWait.C:
+		_ = server.Process.Kill()
+		srv = <-serverOut
+	}
+	_ = server.Wait()
 	if waitErr != nil {
-		return 0, nil, fmt.Errorf("client: %w\n%s%s\nserver:\n%s", waitErr, stdout.String(), stderr.String(), srv)
+		return iperfSample{}, fmt.Errorf("client: %w\n%s%s\nserver:\n%s", waitErr, stdout.String(), stderr.String(), srv)
 	}
-	bps, retr, err := iperfParse([]byte(stdout.String()))
-	if err != nil {
-		return 0, nil, err
+	s.cpu["iperf3-client"] = rusageCPU(client.ProcessState)
+	s.cpu["iperf3-server"] = rusageCPU(server.ProcessState)
+	if s.bps, s.retr, err = iperfParse([]byte(stdout.String())); err != nil {
+		return iperfSample{}, err
 	}
-	b.Logf("iperf3 %s: %.3f Gbit/s received, %d retransmits, client CPU a %.2f b %.2f cores",
-		iperfDirName(reverse), bps/1e9, retr, cpu["a"], cpu["b"])
-	return bps, cpu, nil
+	return s, nil
+}
+
+// rusageCPU is the user+system CPU time of an exited process.
+func rusageCPU(ps *os.ProcessState) time.Duration {
+	if ps == nil {
+		return 0
+	}
+	return ps.UserTime() + ps.SystemTime()
 }
 
 func iperfDirName(reverse bool) string {
@@ -330,6 +502,57 @@ func iperfProcCPU(pid int) (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * iperfTick, nil
+}
+
+// iperfProcSwitches is the context switches, voluntary and not, of every
+// live thread of a process (/proc/<pid>/task/*/status).
+func iperfProcSwitches(pid int) (int64, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, t := range tasks {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || (k != "voluntary_ctxt_switches" && k != "nonvoluntary_ctxt_switches") {
+				continue
+			}
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/task/%s/status: %w", pid, t.Name(), err)
+			}
+			total += n
+		}
+	}
+	return total, nil
+}
+
+// iperfMachineCPU is the busy time of all CPUs since boot (user, nice,
+// system, irq, softirq, steal of /proc/stat's "cpu" line) and its softirq
+// part.
+func iperfMachineCPU() (busy, softirq time.Duration, err error) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: first line %q", line)
+	}
+	var ticks [8]int64 // user nice system idle iowait irq softirq steal
+	for i := range ticks {
+		if ticks[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+	}
+	b := ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
+	return time.Duration(b) * iperfTick, time.Duration(ticks[6]) * iperfTick, nil
 }
 
 // iperfUDPCounters are the namespace's UDP drop counters from

@@ -3,6 +3,8 @@ package engine
 import (
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/mgmtfsm"
+	"github.com/nbfsm/nbfsm/peerfsm"
+	"github.com/nbfsm/nbfsm/relayfsm"
 	"github.com/nbfsm/nbfsm/signalfsm"
 )
 
@@ -14,16 +16,18 @@ const (
 
 // States of the engine.
 const (
-	Idle       fsm.State = "idle"
-	Starting   fsm.State = "starting"
-	Running    fsm.State = "running"
-	SignalDown fsm.State = "running.signal-down"
-	SignalUp   fsm.State = "running.signal-up"
-	Unparking  fsm.State = "running.signal-up.unparking"
-	Steady     fsm.State = "running.signal-up.steady"
-	NeedsLogin fsm.State = "needs-login"
-	Stopping   fsm.State = "stopping"
-	Stopped    fsm.State = "stopped"
+	Idle        fsm.State = "idle"
+	Starting    fsm.State = "starting"
+	Configuring fsm.State = "configuring"
+	IfaceFailed fsm.State = "interface-failed"
+	Running     fsm.State = "running"
+	SignalDown  fsm.State = "running.signal-down"
+	SignalUp    fsm.State = "running.signal-up"
+	Unparking   fsm.State = "running.signal-up.unparking"
+	Steady      fsm.State = "running.signal-up.steady"
+	NeedsLogin  fsm.State = "needs-login"
+	Stopping    fsm.State = "stopping"
+	Stopped     fsm.State = "stopped"
 )
 
 // Events of the engine. The API posts EvStart, EvStop and EvSetupKey; the
@@ -41,11 +45,42 @@ const (
 	EvStopped        fsm.Event = "links-stopped"
 	EvReap           fsm.Event = "reap" // Data: machine id of a closed peer
 	EvNetworkChanged fsm.Event = "network-changed"
-	EvQueued         fsm.Event = "peers-queued" // new peers wait for their unpark turn
+	EvPeerParked     fsm.Event = "peer-parked"      // routed: a peer entered parked (Data: fsm.Record)
+	EvIfaceUp        fsm.Event = "interface-up"     // the WireGuard interface has the login's address
+	EvIfaceFailed    fsm.Event = "interface-failed" // Data: error
+	EvIfaceRetry     fsm.Event = "interface-retry"  // timer: try creating the interface again
+	EvRelayUp        fsm.Event = "relay-connected"  // the home relay link connected
 )
 
 var events = []fsm.Event{EvStart, EvStop, EvSetupKey, mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig,
-	EvSignalUp, EvSignalDown, EvNeedsLogin, EvUnparkTick, EvUnparked, EvStopped, EvReap, EvNetworkChanged, EvQueued}
+	EvSignalUp, EvSignalDown, EvNeedsLogin, EvUnparkTick, EvUnparked, EvStopped, EvReap, EvNetworkChanged, EvPeerParked,
+	EvIfaceUp, EvIfaceFailed, EvIfaceRetry, EvRelayUp}
+
+// lateIface: a worker's interface result that arrives outside configuring
+// (the engine moved on meanwhile) is installed all the same, so that it is
+// released with the data path, or its failure noted.
+func lateIface(states ...fsm.State) []fsm.Transition[*Engine] {
+	var out []fsm.Transition[*Engine]
+	for _, s := range states {
+		out = append(out, fsm.Transition[*Engine]{From: s, Event: EvIfaceUp, Action: installIface},
+			fsm.Transition[*Engine]{From: s, Event: EvIfaceFailed, Action: ifaceFailed})
+	}
+	return out
+}
+
+// loggedIn are the rows shared by the states after a login where peers
+// follow the map: configuring and interface-failed.
+func loggedIn(s fsm.State) []fsm.Transition[*Engine] {
+	return []fsm.Transition[*Engine]{
+		{From: s, Event: mgmtfsm.NotifyMap, Action: applyMap},
+		{From: s, Event: mgmtfsm.NotifyConfig, Action: applyConfig},
+		{From: s, Event: EvNeedsLogin, To: NeedsLogin},
+		{From: s, Event: EvSetupKey, Action: forwardSetupKey},
+		{From: s, Event: EvStop, To: Stopping},
+		{From: s, Event: EvReap, Action: reap},
+		{From: s, Event: EvSignalDown, Action: parkPeers},
+	}
+}
 
 // Spec is the engine: the root supervisor. Its routing table turns link
 // transitions into engine events; its states decide what peers hear.
@@ -58,31 +93,37 @@ var Spec = fsm.MustCompile(fsm.Spec[*Engine]{
 	Events:  events,
 	States: []fsm.StateDef[*Engine]{
 		{Name: Idle, Doc: "not started",
-			Ignore: []fsm.Event{EvStop, mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig, EvSignalUp, EvSignalDown,
-				EvNeedsLogin, EvUnparkTick, EvUnparked, EvStopped, EvReap, EvNetworkChanged, EvQueued}},
+			Ignore: fsm.Join([]fsm.Event{EvIfaceRetry}, []fsm.Event{EvStop, mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig, EvSignalUp, EvSignalDown,
+				EvNeedsLogin, EvUnparkTick, EvUnparked, EvStopped, EvReap, EvNetworkChanged, EvPeerParked})},
 		{Name: Starting, Doc: "management link logging in", Entry: startManagement,
-			Ignore: []fsm.Event{EvStart, EvSignalUp, EvSignalDown, EvUnparkTick, EvUnparked, EvStopped, EvQueued}},
+			Ignore: fsm.Join([]fsm.Event{EvIfaceRetry}, []fsm.Event{EvStart, EvSignalUp, EvUnparkTick, EvUnparked, EvStopped, EvPeerParked})},
+		{Name: Configuring, Doc: "logged in: creating the WireGuard interface with the login's address", Entry: bringUp,
+			Ignore: []fsm.Event{EvStart, EvSignalUp, EvUnparkTick, EvUnparked, EvStopped, EvPeerParked, EvIfaceRetry}},
+		{Name: IfaceFailed, Doc: "the interface could not be created: retried by one backoff timer, a new login or a network change",
+			Entry: armIfaceRetry, Ignore: []fsm.Event{EvStart, EvSignalUp, EvUnparkTick, EvUnparked, EvStopped, EvPeerParked}},
 		{Name: Running, Initial: SignalDown, Doc: "logged in: peers follow the network map",
-			Entry: syncSignalState, Ignore: []fsm.Event{EvStart, EvStopped}},
+			Ignore: []fsm.Event{EvStart, EvStopped, EvIfaceRetry}},
 		{Name: SignalDown, Parent: Running, Doc: "every peer that is not connected is parked", Entry: parkPeers,
-			Ignore: []fsm.Event{EvSignalDown, EvUnparkTick, EvUnparked, EvQueued}},
+			Ignore: []fsm.Event{EvSignalDown, EvUnparkTick, EvUnparked, EvPeerParked}},
 		{Name: SignalUp, Parent: Running, Initial: Unparking, Doc: "signal connected", Entry: signalIsUp,
 			Ignore: []fsm.Event{EvSignalUp}},
-		{Name: Unparking, Parent: SignalUp, Doc: "releasing parked peers, a batch per tick", Entry: startUnparking,
-			Ignore: []fsm.Event{EvQueued}},
+		{Name: Unparking, Parent: SignalUp, Doc: "releasing parked peers, a batch per tick", Entry: startUnparking},
 		{Name: Steady, Parent: SignalUp, Doc: "every peer has had its turn", Ignore: []fsm.Event{EvUnparkTick, EvUnparked}},
 		{Name: NeedsLogin, Doc: "management rejected the setup key: waiting for a new one",
-			Ignore: []fsm.Event{EvStart, EvSignalUp, EvSignalDown, EvUnparkTick, EvUnparked, EvStopped, EvNeedsLogin,
-				mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig, EvQueued}},
+			Ignore: fsm.Join([]fsm.Event{EvIfaceRetry}, []fsm.Event{EvStart, EvSignalUp, EvUnparkTick, EvUnparked, EvStopped, EvNeedsLogin,
+				mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig, EvPeerParked})},
 		{Name: Stopping, Doc: "links and peers told to stop", Entry: stopAll,
-			Ignore: []fsm.Event{EvStart, EvStop, EvSetupKey, mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig,
-				EvSignalUp, EvSignalDown, EvNeedsLogin, EvUnparkTick, EvUnparked, EvNetworkChanged, EvQueued}},
-		{Name: Stopped, Doc: "stopped", Ignore: events},
+			Ignore: fsm.Join([]fsm.Event{EvIfaceRetry}, []fsm.Event{EvStart, EvStop, EvSetupKey, mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig,
+				EvSignalUp, EvSignalDown, EvNeedsLogin, EvUnparkTick, EvUnparked, EvNetworkChanged, EvPeerParked})},
+		{Name: Stopped, Doc: "stopped: links stopped, no peer machines; start begins again",
+			Ignore: fsm.Join([]fsm.Event{EvIfaceRetry}, []fsm.Event{EvStop, mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig, EvSignalUp, EvSignalDown,
+				EvNeedsLogin, EvUnparkTick, EvUnparked, EvStopped, EvReap, EvNetworkChanged, EvPeerParked})},
 	},
-	Transitions: []fsm.Transition[*Engine]{
+	Transitions: append(append([]fsm.Transition[*Engine]{
 		{From: Idle, Event: EvStart, To: Starting},
 		{From: Idle, Event: EvSetupKey, Action: forwardSetupKey},
-		{From: Starting, Event: mgmtfsm.NotifyLogin, To: Running, Action: applyLogin},
+		{From: Starting, Event: mgmtfsm.NotifyLogin, To: Configuring, Action: storeLogin},
+		{From: Starting, Event: EvSignalDown, Action: parkPeers, Doc: "peers of an earlier login stop offering"},
 		{From: Starting, Event: EvNeedsLogin, To: NeedsLogin},
 		{From: Starting, Event: EvStop, To: Stopping},
 		{From: Starting, Event: EvSetupKey, Action: forwardSetupKey},
@@ -91,6 +132,7 @@ var Spec = fsm.MustCompile(fsm.Spec[*Engine]{
 		{From: Starting, Event: EvReap, Action: reap},
 		{From: Starting, Event: EvNetworkChanged, Action: forwardNetwork},
 		{From: Running, Event: mgmtfsm.NotifyLogin, Action: applyLogin, Doc: "re-login after a management reconnect"},
+
 		{From: Running, Event: mgmtfsm.NotifyMap, Action: applyMap, Doc: "reconcile peers"},
 		{From: Running, Event: mgmtfsm.NotifyConfig, Action: applyConfig},
 		{From: Running, Event: EvNeedsLogin, To: NeedsLogin},
@@ -103,18 +145,50 @@ var Spec = fsm.MustCompile(fsm.Spec[*Engine]{
 		{From: Unparking, Event: EvUnparkTick, Action: unparkBatch},
 		{From: Unparking, Event: EvUnparked, Guard: queueEmpty, To: Steady},
 		{From: Unparking, Event: EvUnparked, Action: nextTick, Doc: "peers queued meanwhile: keep pacing"},
-		{From: Steady, Event: EvQueued, To: Unparking},
+		{From: Unparking, Event: EvPeerParked, Action: queueParked, Doc: "its turn comes with the next ticks"},
+		{From: Steady, Event: EvPeerParked, To: Unparking, Action: queueParked,
+			Doc: "a new peer, or one parked by a stale signal-down (it accepted an offer before its turn)"},
 		{From: NeedsLogin, Event: EvSetupKey, To: Starting, Action: forwardSetupKey},
-		{From: NeedsLogin, Event: mgmtfsm.NotifyLogin, To: Running, Action: applyLogin},
+		{From: NeedsLogin, Event: mgmtfsm.NotifyLogin, To: Configuring, Action: storeLogin},
+		{From: NeedsLogin, Event: EvSignalDown, Action: parkPeers, Doc: "the map's peers stay; those not connected stop offering"},
 		{From: NeedsLogin, Event: EvStop, To: Stopping},
 		{From: NeedsLogin, Event: EvReap, Action: reap},
 		{From: NeedsLogin, Event: EvNetworkChanged, Action: forwardNetwork},
+		{From: Configuring, Event: EvIfaceUp, Guard: signalConnected, To: SignalUp, Action: ifaceReady,
+			Doc: "signal stayed connected (a re-login): straight to signal-up"},
+		{From: Configuring, Event: EvIfaceUp, To: SignalDown, Action: ifaceReady},
+		{From: Configuring, Event: EvIfaceFailed, To: IfaceFailed, Action: ifaceFailed},
+		{From: Configuring, Event: mgmtfsm.NotifyLogin, Action: storeLogin, Doc: "the newest login wins; its result follows"},
+		{From: Configuring, Event: EvNetworkChanged, Action: forwardNetwork},
+		{From: IfaceFailed, Event: EvIfaceRetry, To: Configuring},
+		{From: IfaceFailed, Event: mgmtfsm.NotifyLogin, To: Configuring, Action: storeLogin, Doc: "a new login: try at once"},
+		{From: IfaceFailed, Event: EvNetworkChanged, To: Configuring, Action: forwardNetwork, Doc: "the network changed: try at once"},
 		{From: Stopping, Event: EvStopped, To: Stopped},
 		{From: Stopping, Event: EvReap, Action: reap},
-	},
+		{From: Stopped, Event: EvStart, To: Starting},
+		{From: Stopped, Event: EvSetupKey, Action: forwardSetupKey},
+
+		// The relay link (relayfsm): peers in a session hear that the home
+		// relay is up (they may have started before it).
+		{From: Running, Event: EvRelayUp, Action: relayUp},
+		{From: Idle, Event: EvRelayUp, Action: nothingToDo},
+		{From: Starting, Event: EvRelayUp, Action: nothingToDo},
+		{From: Configuring, Event: EvRelayUp, Action: nothingToDo},
+		{From: IfaceFailed, Event: EvRelayUp, Action: nothingToDo},
+		{From: NeedsLogin, Event: EvRelayUp, Action: nothingToDo},
+		{From: Stopping, Event: EvRelayUp, Action: nothingToDo},
+		{From: Stopped, Event: EvRelayUp, Action: nothingToDo},
+	}, loggedIn(Configuring)...), append(loggedIn(IfaceFailed), lateIface(Idle, Starting, IfaceFailed, Running, NeedsLogin,
+		Stopping, Stopped)...)...),
 	Routes: []fsm.Route{
 		{Kind: signalfsm.Kind, Enter: signalfsm.Connected, Raise: EvSignalUp},
+		{Kind: relayfsm.Kind, Enter: relayfsm.Connected, Raise: EvRelayUp},
 		{Kind: signalfsm.Kind, Leave: signalfsm.Connected, Raise: EvSignalDown},
 		{Kind: mgmtfsm.Kind, Enter: mgmtfsm.NeedsLogin, Raise: EvNeedsLogin},
+		// Signal up and a peer parked is a peer whose unpark turn must come:
+		// whatever parked it (a map add, a park broadcast that landed after
+		// signal came back, a path lost with a stale signal-down), it is
+		// queued again (issue 10, bug 2).
+		{Kind: peerfsm.Kind, Enter: peerfsm.Parked, Raise: EvPeerParked},
 	},
 })

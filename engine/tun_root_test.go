@@ -112,6 +112,10 @@ func TestTUNEnginesChild(t *testing.T) {
 		runE2ETestnet(t)
 	case e2eRoleClient:
 		runE2EClient(t)
+	case e2eRoleFWTestnet:
+		runE2EFWTestnet(t)
+	case e2eRoleFWAlpha, e2eRoleFWBeta:
+		runE2EFWClient(t, os.Getenv(e2eEnvRole))
 	default:
 		t.Skip("helper process of TestTUNNamespacesEngines")
 	}
@@ -127,6 +131,9 @@ func runE2ETestnet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
+	if os.Getenv(e2eEnvPolicy) == e2ePolicyIperf {
+		n.Mgmt.SetFirewall(iperfPolicy)
+	}
 	fmt.Printf("%s %s %s\n", e2eMarkTestnet, n.ManagementURL(), n.SetupKey())
 	_, _ = io.Copy(io.Discard, os.Stdin) // the parent closes stdin when done
 }
@@ -145,6 +152,7 @@ func runE2EClient(t *testing.T) {
 		ManagementURL: os.Getenv(e2eEnvMgmt), PrivateKey: key, SetupKey: os.Getenv(e2eEnvSetupKey),
 		Meta: mgmt.Meta{Hostname: os.Getenv(e2eEnvName), GoOS: "linux"}, Mode: wgiface.TUN, Interface: "wt0",
 		Listen: netip.MustParseAddrPort("0.0.0.0:51820"), Logger: log,
+		DisableFirewall: os.Getenv(e2eEnvFirewall) == e2eFirewallOff,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +183,22 @@ func runE2EClient(t *testing.T) {
 		fail("ping %s: %v\n%s", peer, err, out)
 	}
 	t.Logf("ping %s:\n%s", peer, out)
+	// The IPv6 overlay: both have an address from management (capability
+	// 2) on wt0, and the peer's /128 is in its allowed IPs.
 	s, _ := c.Status()
+	if !s.AddressV6.IsValid() {
+		fail("no IPv6 overlay address")
+	}
+	peer6, err := e2ePeerV6(s)
+	if err != nil {
+		fail("%v", err)
+	}
+	if _, out, err := e2ePing(peer6, time.Now()); err != nil {
+		fail("ping -6 %s: %v\n%s", peer6, err, out)
+	} else {
+		t.Logf("ping -6 %s:\n%s", peer6, out)
+	}
+	s, _ = c.Status()
 	t.Logf("status:\n%s", e2eDump(s))
 	fmt.Printf("%s connected after %v, first echo reply after %v (peer %s)\n",
 		e2eMarkPinged, connected.Round(time.Millisecond), first.Round(time.Millisecond), peer)
@@ -239,10 +262,27 @@ func e2eWaitConnected(c *engine.Client) (netip.Addr, error) {
 	}
 }
 
+// e2ePeerV6 is the single peer's IPv6 overlay address (its /128).
+func e2ePeerV6(s engine.Status) (netip.Addr, error) {
+	if len(s.Peers) == 1 {
+		for _, a := range s.Peers[0].AllowedIPs {
+			if a.Addr().Is6() && a.Bits() == 128 {
+				return a.Addr(), nil
+			}
+		}
+		return netip.Addr{}, fmt.Errorf("peer has no IPv6 /128 in %v", s.Peers[0].AllowedIPs)
+	}
+	return netip.Addr{}, fmt.Errorf("%d peers", len(s.Peers))
+}
+
 // e2ePing runs the system ping through wt0 and returns the time from start
 // to its first echo reply, read from ping's output as it comes.
 func e2ePing(to netip.Addr, start time.Time) (time.Duration, string, error) {
-	cmd := exec.Command("ping", "-c", "3", "-W", "2", to.String())
+	family := "-4"
+	if to.Is6() {
+		family = "-6"
+	}
+	cmd := exec.Command("ping", family, "-c", "3", "-W", "2", to.String())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, "", err

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 
 	looplab "github.com/looplab/fsm"
 )
@@ -57,6 +58,9 @@ func Compile[C any](s Spec[C]) (*Compiled[C], error) {
 		if d.Name == "" {
 			return nil, fmt.Errorf("%w: %s: state %d has no name", ErrBadSpec, s.Kind, i)
 		}
+		if d.Name == Root {
+			return nil, fmt.Errorf("%w: %s: %q names the machine's root, not a state", ErrBadSpec, s.Kind, Root)
+		}
 		if _, dup := c.stateIdx[d.Name]; dup {
 			return nil, fmt.Errorf("%w: %s: state %q declared twice", ErrBadSpec, s.Kind, d.Name)
 		}
@@ -79,11 +83,12 @@ func Compile[C any](s Spec[C]) (*Compiled[C], error) {
 			c.states[i].parent = p
 			c.states[p].children = append(c.states[p].children, i)
 		}
-		for _, e := range d.Ignore {
-			if _, ok := c.eventIdx[e]; !ok {
-				return nil, fmt.Errorf("%w: %s: state %q ignores undeclared event %q", ErrBadSpec, s.Kind, d.Name, e)
-			}
+		if err := c.checkIgnores(d.Name, d.Ignore); err != nil {
+			return nil, err
 		}
+	}
+	if err := c.checkIgnores(Root, s.Ignore); err != nil {
+		return nil, err
 	}
 	for i := range c.states {
 		depth := 0
@@ -115,6 +120,14 @@ func Compile[C any](s Spec[C]) (*Compiled[C], error) {
 	for i := range c.spec.Transitions {
 		t := &c.spec.Transitions[i]
 		from, ok := c.stateIdx[t.From]
+		if t.From == Root {
+			from, ok = -1, true
+			if t.To != "" {
+				// An edge from every state would hide the diagram; a
+				// transition that changes state belongs to a real state.
+				return nil, fmt.Errorf("%w: %s: %s from the root must be internal (To \"\")", ErrBadSpec, s.Kind, t.Event)
+			}
+		}
 		if !ok {
 			return nil, fmt.Errorf("%w: %s: transition from unknown state %q", ErrBadSpec, s.Kind, t.From)
 		}
@@ -130,7 +143,14 @@ func Compile[C any](s Spec[C]) (*Compiled[C], error) {
 			}
 			ct.lname += "[" + t.Guard.Name + "]"
 		}
-		if t.To != "" && !(t.To == t.From && len(c.states[from].children) == 0) {
+		if t.To == t.From && !t.Reenter {
+			return nil, fmt.Errorf("%w: %s: %s on %s targets its own state: set Reenter (leave and enter again) or To \"\" (internal)",
+				ErrBadSpec, s.Kind, t.Event, t.From)
+		}
+		if t.Reenter && t.To != t.From {
+			return nil, fmt.Errorf("%w: %s: %s on %s: Reenter is for To == From", ErrBadSpec, s.Kind, t.Event, t.From)
+		}
+		if t.To != "" {
 			to, ok := c.stateIdx[t.To]
 			if !ok {
 				return nil, fmt.Errorf("%w: %s: transition to unknown state %q", ErrBadSpec, s.Kind, t.To)
@@ -144,6 +164,9 @@ func Compile[C any](s Spec[C]) (*Compiled[C], error) {
 		k := [2]int{from, ev}
 		if prev := byFrom[k]; len(prev) > 0 && prev[len(prev)-1].t.Guard == nil {
 			return nil, fmt.Errorf("%w: %s: %s on %s is unreachable after an unguarded transition", ErrBadSpec, s.Kind, t.Event, t.From)
+		}
+		if t.Guard == nil && slices.Contains(c.ignores(from), t.Event) {
+			return nil, fmt.Errorf("%w: %s: %s both handles and ignores %s: declare one outcome", ErrBadSpec, s.Kind, t.From, t.Event)
 		}
 		byFrom[k] = append(byFrom[k], ct)
 	}
@@ -162,19 +185,24 @@ func Compile[C any](s Spec[C]) (*Compiled[C], error) {
 		}
 		for ev := range s.Events {
 			cl := &c.cells[leaf*ne+ev]
+			// Precedence: from the leaf up to the root, the first state
+			// that declares an outcome decides. Within one state, its
+			// transitions come first (guarded ones in order, each falling
+			// through when its guard fails), then its ignore.
 		walk:
-			for st := leaf; st >= 0; st = c.states[st].parent {
+			for st := leaf; ; st = c.states[st].parent {
 				for _, ct := range byFrom[[2]int{st, ev}] {
 					cl.cands = append(cl.cands, ct)
 					if ct.t.Guard == nil {
 						break walk
 					}
 				}
-				for _, ig := range c.states[st].def.Ignore {
-					if ig == s.Events[ev] {
-						cl.ignored, cl.at = true, st
-						break walk
-					}
+				if slices.Contains(c.ignores(st), s.Events[ev]) {
+					cl.ignored, cl.at = true, st
+					break walk
+				}
+				if st < 0 {
+					break
 				}
 			}
 			for _, ct := range cl.cands {
@@ -196,6 +224,27 @@ func Compile[C any](s Spec[C]) (*Compiled[C], error) {
 		}
 	}
 	return c, nil
+}
+
+// ignores returns the events state i ignores; -1 is the root.
+func (c *Compiled[C]) ignores(i int) []Event {
+	if i < 0 {
+		return c.spec.Ignore
+	}
+	return c.states[i].def.Ignore
+}
+
+// checkIgnores validates one ignore list.
+func (c *Compiled[C]) checkIgnores(st State, ign []Event) error {
+	for i, e := range ign {
+		if _, ok := c.eventIdx[e]; !ok {
+			return fmt.Errorf("%w: %s: state %q ignores undeclared event %q", ErrBadSpec, c.spec.Kind, st, e)
+		}
+		if slices.Contains(ign[:i], e) {
+			return fmt.Errorf("%w: %s: state %q ignores %q twice", ErrBadSpec, c.spec.Kind, st, e)
+		}
+	}
+	return nil
 }
 
 // MustCompile is Compile for package-level specs: a bad spec is a programming
@@ -246,4 +295,9 @@ func (c *Compiled[C]) lca(a, b int) int {
 	return a
 }
 
-func (c *Compiled[C]) name(i int) State { return c.states[i].def.Name }
+func (c *Compiled[C]) name(i int) State {
+	if i < 0 {
+		return Root
+	}
+	return c.states[i].def.Name
+}

@@ -13,6 +13,7 @@ type Description struct {
 	Initial     State
 	States      []StateDesc
 	Events      []Event
+	Ignore      []Event // the root's: inherited by every state
 	Transitions []TransitionDesc
 	Routes      []Route
 }
@@ -45,7 +46,7 @@ type Describer interface {
 // Describe returns the spec as plain data.
 func (c *Compiled[C]) Describe() Description {
 	s := &c.spec
-	d := Description{Kind: s.Kind, Doc: s.Doc, Initial: s.Initial, Events: s.Events, Routes: s.Routes}
+	d := Description{Kind: s.Kind, Doc: s.Doc, Initial: s.Initial, Events: s.Events, Ignore: s.Ignore, Routes: s.Routes}
 	for _, st := range s.States {
 		d.States = append(d.States, StateDesc{Name: st.Name, Parent: st.Parent, Initial: st.Initial,
 			Doc: st.Doc, Ignore: st.Ignore, Entry: st.Entry != nil, Exit: st.Exit != nil})
@@ -55,7 +56,7 @@ func (c *Compiled[C]) Describe() Description {
 		if t.Guard != nil {
 			td.Guard = t.Guard.Name
 		}
-		td.Internal = t.To == "" || t.To == t.From && len(c.states[c.stateIdx[t.From]].children) == 0
+		td.Internal = t.To == "" || t.From != Root && t.To == t.From && len(c.states[c.stateIdx[t.From]].children) == 0
 		d.Transitions = append(d.Transitions, td)
 	}
 	return d
@@ -92,8 +93,8 @@ type Outcome struct {
 	State State
 	Event Event
 	Kind  OutcomeKind
-	// At is the state that declares the outcome: State itself, or the
-	// ancestor the event bubbles to.
+	// At is the state that declares the outcome: State itself, the
+	// ancestor the event bubbles to, or Root.
 	At State
 	// To is the target of a transition. Guarded returns the guards tried
 	// before the unguarded fallback.

@@ -185,6 +185,9 @@ func Markdown(d Describer) string {
 		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s | %s |\n", t.From, t.Event, t.Guard, to, t.Doc)
 	}
 	var ign []string
+	for _, e := range desc.Ignore {
+		ign = append(ign, fmt.Sprintf("| `%s` (every state) | `%s` |", Root, e))
+	}
 	for _, s := range desc.States {
 		for _, e := range s.Ignore {
 			ign = append(ign, fmt.Sprintf("| `%s` | `%s` |", s.Name, e))

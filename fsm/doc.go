@@ -5,9 +5,13 @@
 // A Spec declares a machine kind as data: typed states (with parent states,
 // so connected.direct and connected.relayed share the exits of connected),
 // events, transitions with optional named guards, entry and exit actions, and
-// the events each state ignores. Compile validates it and precomputes, for
+// the events each state ignores. Substates inherit what their parents
+// declare, and every state what the machine's Root declares (see Root for
+// the precedence). Compile validates it and precomputes, for
 // every (leaf state, event), the transitions to try from the leaf up, and the
-// flat looplab table that holds each machine's current state. The same value
+// flat looplab table that validates every state change (one looplab FSM per
+// kind and loop, shared by the kind's machines: a machine holds only the
+// index of its leaf, so its cost does not grow with its table). The same value
 // renders the diagrams (Mermaid, DOT) and proves the table total (CheckTotal).
 //
 // The rules of the loop:

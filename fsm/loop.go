@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	looplab "github.com/looplab/fsm"
 	"go.uber.org/zap"
 )
 
@@ -36,6 +37,8 @@ type node interface {
 	entered(s State) bool
 	left(s State) bool
 	In(s State) bool
+	Timers() int
+	TimerOwners() []State
 	addChild(n node)
 	removeChild(n node)
 }
@@ -48,6 +51,30 @@ type Options struct {
 	Logger  *zap.Logger
 	// Now is the clock used for trace records. Default time.Now.
 	Now func() time.Time
+	// Timers arms the timers of Machine.After. Default: time.AfterFunc. The
+	// model check (internal/modelcheck) passes a fake that fires timers when
+	// the model says so.
+	Timers TimerFactory
+	// MeasureDispatch makes Run time each mailbox envelope with everything
+	// it raised (one clock read more per envelope) for Stats.MaxDispatch.
+	MeasureDispatch bool
+}
+
+// TimerFactory arms timers: AfterFunc calls f (which posts ev to machine
+// to) after d, unless the returned Timer is stopped first.
+type TimerFactory interface {
+	AfterFunc(d time.Duration, to string, ev Event, f func()) Timer
+}
+
+// Timer is an armed timer (*time.Timer is one).
+type Timer interface {
+	Stop() bool
+}
+
+type realTimers struct{}
+
+func (realTimers) AfterFunc(d time.Duration, _ string, _ Event, f func()) Timer {
+	return time.AfterFunc(d, f)
 }
 
 // Loop is the one goroutine that owns every machine. Other goroutines talk to
@@ -62,10 +89,13 @@ type Loop struct {
 	// Owned by the loop goroutine.
 	local     queue
 	machines  map[string]node
+	tables    map[any]*looplab.FSM // per machine kind (*Compiled): see Machine.cur
 	observers []Observer
 	nextTimer uint64
 	log       *zap.Logger
 	now       func() time.Time
+	timers    TimerFactory
+	measure   bool
 	// clock is the time the loop took the current batch of events: every
 	// transition of the batch is stamped with it. One clock read per wake-up
 	// instead of one per transition (a clock read costs as much as a third
@@ -79,6 +109,7 @@ type loopStats struct {
 	dispatched, transitions, internal, ignored, unhandled atomic.Uint64
 	staleGen, staleTimer, unknownTarget                   atomic.Uint64
 	timersArmed, timersFired                              atomic.Int64
+	maxDispatch                                           atomic.Int64
 }
 
 // Stats counts what the loop did. Every field is read atomically, so Stats
@@ -94,6 +125,9 @@ type Stats struct {
 	UnknownTarget uint64 // dropped: no machine with that id
 	TimersArmed   int64  // timers currently armed
 	TimersFired   int64  // timer events delivered
+	// MaxDispatch is the longest a mailbox envelope and everything it
+	// raised kept the loop busy (Options.MeasureDispatch; zero otherwise).
+	MaxDispatch time.Duration
 }
 
 // NewLoop returns a loop that is not yet running.
@@ -107,12 +141,18 @@ func NewLoop(o Options) *Loop {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Timers == nil {
+		o.Timers = realTimers{}
+	}
 	return &Loop{
 		mailbox:  newMailbox(o.Mailbox),
 		done:     make(chan struct{}),
 		machines: map[string]node{},
+		tables:   map[any]*looplab.FSM{},
 		log:      o.Logger,
 		now:      o.Now,
+		timers:   o.Timers,
+		measure:  o.MeasureDispatch,
 	}
 }
 
@@ -126,8 +166,16 @@ func (l *Loop) Run(ctx context.Context) {
 			// One wake-up serves everything pending.
 			batch := l.mailbox.take()
 			l.clock = l.now()
+			t0 := l.clock
 			for i := range batch {
 				l.deliver(batch[i])
+				if l.measure {
+					t1 := l.now()
+					if d := int64(t1.Sub(t0)); d > l.stats.maxDispatch.Load() {
+						l.stats.maxDispatch.Store(d)
+					}
+					t0 = t1
+				}
 			}
 			l.mailbox.recycle(batch)
 		case <-ctx.Done():
@@ -203,6 +251,7 @@ func (l *Loop) Stats() Stats {
 		Ignored: s.ignored.Load(), Unhandled: s.unhandled.Load(), StaleGen: s.staleGen.Load(),
 		StaleTimer: s.staleTimer.Load(), UnknownTarget: s.unknownTarget.Load(),
 		TimersArmed: s.timersArmed.Load(), TimersFired: s.timersFired.Load(),
+		MaxDispatch: time.Duration(s.maxDispatch.Load()),
 	}
 }
 
@@ -212,6 +261,38 @@ func (l *Loop) Stats() Stats {
 func (l *Loop) Deliver(e Envelope) {
 	l.clock = l.now()
 	l.deliver(e)
+}
+
+// Drain processes everything posted to the mailbox so far (and what it
+// raises), in the calling goroutine, and reports how many envelopes it took.
+// Like Deliver it is for tests and setup: never while Run is running.
+func (l *Loop) Drain() int {
+	n := 0
+	for {
+		select {
+		case <-l.mailbox.notify:
+		default:
+		}
+		batch := l.mailbox.take()
+		if len(batch) == 0 {
+			l.mailbox.recycle(batch)
+			return n
+		}
+		l.clock = l.now()
+		for i := range batch {
+			l.deliver(batch[i])
+		}
+		n += len(batch)
+		l.mailbox.recycle(batch)
+	}
+}
+
+// Each calls fn for every machine, in no particular order. Only for the
+// loop goroutine (tests and the model check read machine state with it).
+func (l *Loop) Each(fn func(Node)) {
+	for _, n := range l.machines {
+		fn(n)
+	}
 }
 
 // deliver handles one mailbox envelope and then everything it raised.
@@ -249,6 +330,17 @@ func (l *Loop) Remove(id string) {
 	}
 	n.stop()
 	delete(l.machines, id)
+}
+
+// table returns the loop's looplab FSM of the machine kind c, made by mk the
+// first time: one per kind and loop, owned by the loop goroutine.
+func (l *Loop) table(c any, mk func() *looplab.FSM) *looplab.FSM {
+	f, ok := l.tables[c]
+	if !ok {
+		f = mk()
+		l.tables[c] = f
+	}
+	return f
 }
 
 func (l *Loop) add(n node, parent node) error {

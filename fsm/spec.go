@@ -5,6 +5,18 @@ package fsm
 // hierarchy itself comes from StateDef.Parent, never from the name.
 type State string
 
+// Root names the machine itself: the implicit parent of every top-level
+// state. What the root declares (Spec.Ignore, internal transitions From Root)
+// every state inherits unless it, or a parent on the way up, declares its own
+// outcome for the event. Precedence, from the current leaf up to Root: the
+// first state that declares an outcome for the event decides; within one
+// state its transitions come first (a guarded one falls through to the next
+// when its guard fails), then its ignore. So a child's declaration beats its
+// parent's, a child may handle what its parent ignores, and ignore what its
+// parent handles. One state may not both ignore an event and handle it
+// without a guard.
+const Root State = "*"
+
 // Event names an event a machine kind understands.
 type Event string
 
@@ -34,20 +46,27 @@ type StateDef[C any] struct {
 	// After during Entry belong to this state and are cancelled on its exit.
 	Entry, Exit Action[C]
 	// Ignore lists events this state deliberately drops (counted, no trace).
+	// Substates inherit it (see Root for the precedence).
 	Ignore []Event
 }
 
 // Transition declares what Event does in state From (or in any substate of
-// From that does not handle Event itself).
+// From that does not handle Event itself). From may be Root for an internal
+// transition (To "") that every state inherits.
 type Transition[C any] struct {
 	From  State
 	Event Event
 	// To is the target; "" declares an internal transition: Action runs, no
-	// exit or entry, the state does not change. A target equal to the current
-	// leaf state is internal too (looplab reports it as NoTransitionError).
-	To     State
-	Guard  *Guard[C]
-	Action Action[C]
+	// exit or entry, the state does not change. A target inside From (a
+	// substate, or From itself) is external: From is left and entered again.
+	To State
+	// Reenter must be set when To == From: the transition leaves and
+	// re-enters From (exit and entry actions run, its timers are cancelled),
+	// whether From is a leaf or a composite. Without it, To == From is a spec
+	// error, so that a self-transition never means two things.
+	Reenter bool
+	Guard   *Guard[C]
+	Action  Action[C]
 	// Doc is shown in the transition table.
 	Doc string
 }
@@ -68,11 +87,14 @@ type Route struct {
 // drives the machines, the diagrams and the totality test. C is the type of the
 // machine's own data (Machine.Data), which actions may read and write.
 type Spec[C any] struct {
-	Kind        string
-	Doc         string
-	Initial     State
-	States      []StateDef[C]
-	Events      []Event
+	Kind    string
+	Doc     string
+	Initial State
+	States  []StateDef[C]
+	Events  []Event
+	// Ignore lists the events the root ignores: every state inherits it
+	// unless it declares its own outcome (see Root).
+	Ignore      []Event
 	Transitions []Transition[C]
 	// Routes is the routing table used when this machine supervises others.
 	Routes []Route

@@ -2,13 +2,13 @@ package fsm_test
 
 import (
 	"context"
-	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/nbfsm/nbfsm/fsm"
 	ex "github.com/nbfsm/nbfsm/fsm/example"
+	"github.com/nbfsm/nbfsm/fsm/fsmtest"
 )
 
 // runLoop starts l.Run in a goroutine and returns a function that stops it
@@ -115,10 +115,10 @@ func TestIdleParkedMachinesCostNothing(t *testing.T) {
 		stop := runLoop(l)
 		defer stop()
 		synctest.Wait()
-		before := runtime.NumGoroutine()
+		before := fsmtest.BubbleGoroutines()
 		time.Sleep(24 * time.Hour)
 		synctest.Wait()
-		after := runtime.NumGoroutine()
+		after := fsmtest.BubbleGoroutines()
 		s := l.Stats()
 		t.Logf("%d parked machines, 24 h of fake time: %d events dispatched, %d timers armed, goroutines %d → %d",
 			n, s.Dispatched, s.TimersArmed, before, after)

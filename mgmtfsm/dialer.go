@@ -2,10 +2,15 @@ package mgmtfsm
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/fsm/link"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 )
 
@@ -21,6 +26,42 @@ type Dialer struct {
 	Options []mgmt.Option
 
 	client *mgmt.Client // the current session's; loop goroutine only
+	// workers are the dialer's goroutines, joined by Close.
+	workers link.Workers
+	// files answers the last login's posture checks (Meta.Files); written
+	// by the login worker before it posts, read by Sync and SyncMeta.
+	files atomic.Pointer[[]mgmt.File]
+	// checks are the posture-check paths of the last login or sync
+	// message that carried them.
+	checks atomic.Pointer[[]string]
+	// sent is the meta last handed to a Sync or SyncMeta (the loop writes
+	// it), for answering new posture checks from the stream's worker.
+	sent atomic.Pointer[mgmt.Meta]
+}
+
+// meta is d.Meta with the files of the last login's posture checks.
+func (d *Dialer) meta() mgmt.Meta {
+	m := d.Meta
+	if f := d.files.Load(); f != nil {
+		m.Files = *f
+	}
+	return m
+}
+
+// ErrCloseTimeout: Close gave up waiting for workers.
+var ErrCloseTimeout = errors.New("mgmt dialer: workers still running after the close timeout")
+
+// CloseTimeout bounds Close.
+const CloseTimeout = 5 * time.Second
+
+// Close waits, CloseTimeout at most, for every worker of the dialer (calls,
+// streams and connection closes). Call it after the machine has stopped:
+// leaving a session cancels its workers.
+func (d *Dialer) Close() error {
+	if !d.workers.Wait(CloseTimeout) {
+		return ErrCloseTimeout
+	}
+	return nil
 }
 
 func (d *Dialer) session() (*mgmt.Client, error) {
@@ -39,11 +80,11 @@ func (d *Dialer) session() (*mgmt.Client, error) {
 func (d *Dialer) start(w fsm.Sender, fn func(ctx context.Context, c *mgmt.Client)) func() {
 	c, err := d.session()
 	if err != nil {
-		go func() { _ = w.PostCause(EvFailed, err, err.Error()) }()
+		d.workers.Go(func() { _ = w.PostCause(EvFailed, err, err.Error()) })
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go fn(ctx, c)
+	d.workers.Go(func() { fn(ctx, c) })
 	return cancel
 }
 
@@ -63,7 +104,7 @@ func (d *Dialer) FetchKey(w fsm.Sender) func() {
 
 // Login implements Effects.
 func (d *Dialer) Login(w fsm.Sender, serverKey wgtypes.Key, setupKey string) func() {
-	meta := d.Meta
+	meta := d.meta()
 	return d.start(w, func(ctx context.Context, c *mgmt.Client) {
 		r, err := c.Login(ctx, serverKey, setupKey, meta)
 		switch {
@@ -71,14 +112,23 @@ func (d *Dialer) Login(w fsm.Sender, serverKey wgtypes.Key, setupKey string) fun
 		case err != nil:
 			_ = w.PostCause(LoginEvent(err), err, err.Error())
 		default:
+			// The posture checks' files, answered before Sync sends meta.
+			files, checks := mgmt.CheckFiles(r.Checks), r.Checks
+			d.files.Store(&files)
+			d.checks.Store(&checks)
 			_ = w.Post(EvLoginOK, r)
 		}
 	})
 }
 
-// Sync implements Effects.
+// Sync implements Effects. When a message of the stream brings posture
+// checks other than the last ones (an account's checks changed), the
+// files they name are looked at and sent with SyncMeta at once, in a
+// worker of their own, as official clients do; the update is delivered
+// as any other.
 func (d *Dialer) Sync(w fsm.Sender, serverKey wgtypes.Key) func() {
-	meta := d.Meta
+	meta := d.meta()
+	d.sent.Store(&meta)
 	return d.start(w, func(ctx context.Context, c *mgmt.Client) {
 		s, err := c.Sync(ctx, serverKey, meta)
 		if err != nil {
@@ -96,6 +146,9 @@ func (d *Dialer) Sync(w fsm.Sender, serverKey wgtypes.Key) func() {
 				}
 				return
 			}
+			if u.HasChecks {
+				d.answerChecks(ctx, c, serverKey, u.Checks)
+			}
 			if w.Post(EvUpdate, u) != nil {
 				return
 			}
@@ -103,10 +156,64 @@ func (d *Dialer) Sync(w fsm.Sender, serverKey wgtypes.Key) func() {
 	})
 }
 
+// answerChecks answers checks if they differ from the last ones: the
+// files are looked at and sent with SyncMeta in a worker (the stream goes
+// on meanwhile). One attempt: a failure is the next Sync's to repair, as
+// its meta carries the files.
+func (d *Dialer) answerChecks(ctx context.Context, c *mgmt.Client, serverKey wgtypes.Key, checks []string) {
+	if old := d.checks.Load(); old != nil && slices.Equal(*old, checks) || old == nil && len(checks) == 0 {
+		return
+	}
+	d.checks.Store(&checks)
+	d.workers.Go(func() {
+		files := mgmt.CheckFiles(checks)
+		d.files.Store(&files)
+		var meta mgmt.Meta
+		if m := d.sent.Load(); m != nil {
+			meta = *m
+		}
+		meta.Files = files
+		_ = c.SyncMeta(ctx, serverKey, meta)
+	})
+}
+
 // EndSession implements Effects.
 func (d *Dialer) EndSession() {
-	if d.client != nil {
-		_ = d.client.Close()
+	if c := d.client; c != nil {
 		d.client = nil
+		// gRPC's ClientConn.Close waits for its transports: not in the loop.
+		d.workers.Go(func() { _ = c.Close() })
+	}
+}
+
+// SyncMeta makes meta the meta of later logins and syncs, and returns the
+// call that sends it to management at once, without a new Sync (the server
+// updates the peer's meta: addresses, posture-check files, PROTOCOL.md §3).
+// SyncMeta itself runs in the loop goroutine and does no I/O; run the
+// returned send in a worker: it answers the last login's posture checks
+// again, dials its own one-shot client and is one attempt.
+func (d *Dialer) SyncMeta(meta mgmt.Meta) (send func(context.Context) error) {
+	d.Meta = meta
+	sent := meta
+	d.sent.Store(&sent)
+	url, key, opts := d.URL, d.Key, d.Options
+	var checks []string
+	if c := d.checks.Load(); c != nil {
+		checks = *c
+	}
+	return func(ctx context.Context) error {
+		files := mgmt.CheckFiles(checks)
+		d.files.Store(&files)
+		meta.Files = files
+		c, err := mgmt.Dial(url, key, opts...)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		sk, err := c.ServerKey(ctx)
+		if err != nil {
+			return err
+		}
+		return c.SyncMeta(ctx, sk, meta)
 	}
 }

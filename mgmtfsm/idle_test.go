@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/fsm/fsmtest"
 	"github.com/nbfsm/nbfsm/internal/backoff"
 )
 
@@ -46,13 +46,13 @@ func TestServerDownForADay(t *testing.T) {
 			t.Fatal(err)
 		}
 		synctest.Wait()
-		g0 := runtime.NumGoroutine()
+		g0 := fsmtest.BubbleGoroutines()
 		time.Sleep(horizon)
 		synctest.Wait()
 		var dials, timers int
 		var s fsm.Stats
 		_ = l.Do(func() { dials, timers, s = m.Data.Dials, m.Timers(), l.Stats() })
-		g1 := runtime.NumGoroutine()
+		g1 := fsmtest.BubbleGoroutines()
 		cancel()
 		<-done
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"google.golang.org/grpc/codes"
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/backoff"
@@ -164,7 +165,7 @@ func TestWrongSetupKeyNeedsLoginAndStopsDialing(t *testing.T) {
 	if d, timers := c.snapshot(); d.Dials != dials || n.Mgmt.Logins() != logins || timers != 0 {
 		t.Fatalf("needs-login kept dialing: dials %d → %d, logins %d → %d", dials, d.Dials, logins, n.Mgmt.Logins())
 	}
-	if d := c.data(); d.Reason == "" {
+	if d := c.data(); d.LastErr == "" {
 		t.Fatal("no status reason for needs-login")
 	}
 	// A good key gets it going.
@@ -201,4 +202,27 @@ func TestServerClosesStream(t *testing.T) {
 	n.Mgmt.CloseStreams()
 	c.until(t, mgmtfsm.Backoff)
 	c.until(t, mgmtfsm.Synced)
+}
+
+// TestRegistrationRefusedNeedsLogin: management refuses a registration with
+// NotFound or with FailedPrecondition (PROTOCOL.md §3): both end in
+// needs-login, and the link neither dials nor arms a timer until a new key.
+func TestRegistrationRefusedNeedsLogin(t *testing.T) {
+	for _, code := range []codes.Code{codes.NotFound, codes.FailedPrecondition} {
+		t.Run(code.String(), func(t *testing.T) {
+			n := startNet(t)
+			n.Mgmt.RefuseRegistrations(code)
+			c := startClient(t, n, n.SetupKey(), "zeta")
+			c.until(t, mgmtfsm.NeedsLogin)
+			logins, dials := n.Mgmt.Logins(), c.data().Dials
+			time.Sleep(10 * fast.Cap)
+			if d, timers := c.snapshot(); d.Dials != dials || n.Mgmt.Logins() != logins || timers != 0 {
+				t.Fatalf("needs-login kept dialing: dials %d → %d, logins %d → %d, timers %d",
+					dials, d.Dials, logins, n.Mgmt.Logins(), timers)
+			}
+			n.Mgmt.RefuseRegistrations(codes.OK)
+			_ = c.loop.Post(fsm.Envelope{To: mgmtfsm.ID, Event: mgmtfsm.EvSetupKey, Data: n.SetupKey()})
+			c.until(t, mgmtfsm.Synced)
+		})
+	}
 }

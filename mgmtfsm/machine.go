@@ -8,6 +8,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/fsm/link"
 	"github.com/nbfsm/nbfsm/internal/backoff"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 )
@@ -21,6 +22,7 @@ const (
 // Link is the management machine's data.
 type Link struct {
 	Effects Effects
+	// Backoff is the retry policy (zero: backoff.Links).
 	Backoff backoff.Policy
 	Rand    *rand.Rand
 
@@ -29,21 +31,18 @@ type Link struct {
 	SetupKey string
 
 	ServerKey wgtypes.Key
-	Serial    uint64 // of the last applied network map
-	Applied   bool   // a map has been applied (Serial is meaningful)
-	Attempt   int    // retries since the last success
-	Dials     int    // sessions since start
-	Stale     int    // maps dropped for a lower serial
-	Reason    string // why the link is not synced (status)
-	cancel    func()
+	Maps      mgmt.Serials // of the applied network maps, across sessions
+	Stale     int          // maps dropped for a lower serial
+	// Core's LastErr is why the link is not synced (status).
+	link.Core
 }
 
+// RetryPolicy is the link shape's backoff.
+func (l *Link) RetryPolicy() (backoff.Policy, *rand.Rand) { return l.Backoff, l.Rand }
+
 // New adds a management link machine to loop l under parent (or nil).
-func New(l *fsm.Loop, link *Link, parent fsm.Node) (*fsm.Machine[*Link], error) {
-	if link.Backoff == (backoff.Policy{}) {
-		link.Backoff = backoff.Links
-	}
-	return fsm.Add(l, Spec, ID, link, parent)
+func New(l *fsm.Loop, d *Link, parent fsm.Node) (*fsm.Machine[*Link], error) {
+	return fsm.Add(l, Spec, ID, d, parent)
 }
 
 func setSetupKey(m *fsm.Machine[*Link], e fsm.Envelope) {
@@ -52,25 +51,12 @@ func setSetupKey(m *fsm.Machine[*Link], e fsm.Envelope) {
 	}
 }
 
-func startSession(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	m.NewGeneration()
-	m.Data.Dials++
-}
-
-func endSession(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	m.Data.Effects.EndSession()
-	m.NewGeneration()
-}
-
-func cancelWorker(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	if m.Data.cancel != nil {
-		m.Data.cancel()
-		m.Data.cancel = nil
-	}
-}
+// endSession closes the session's connection (its calls' workers are
+// cancelled by the states that started them).
+func endSession(m *fsm.Machine[*Link], _ fsm.Envelope) { m.Data.Effects.EndSession() }
 
 func fetchKey(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	m.Data.cancel = m.Data.Effects.FetchKey(m.Worker())
+	m.Data.SetCancel(m.Data.Effects.FetchKey(m.Worker()))
 }
 
 func setServerKey(m *fsm.Machine[*Link], e fsm.Envelope) {
@@ -80,11 +66,11 @@ func setServerKey(m *fsm.Machine[*Link], e fsm.Envelope) {
 }
 
 func login(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	m.Data.cancel = m.Data.Effects.Login(m.Worker(), m.Data.ServerKey, "")
+	m.Data.SetCancel(m.Data.Effects.Login(m.Worker(), m.Data.ServerKey, ""))
 }
 
 func register(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	m.Data.cancel = m.Data.Effects.Login(m.Worker(), m.Data.ServerKey, m.Data.SetupKey)
+	m.Data.SetCancel(m.Data.Effects.Login(m.Worker(), m.Data.ServerKey, m.Data.SetupKey))
 }
 
 var hasSetupKey = &fsm.Guard[*Link]{Name: "has-setup-key", Fn: func(m *fsm.Machine[*Link], _ fsm.Envelope) bool {
@@ -92,19 +78,18 @@ var hasSetupKey = &fsm.Guard[*Link]{Name: "has-setup-key", Fn: func(m *fsm.Machi
 }}
 
 func loggedIn(m *fsm.Machine[*Link], e fsm.Envelope) {
-	m.Data.Reason = ""
+	m.Data.LastErr = ""
 	if r, ok := e.Data.(*mgmt.LoginResult); ok {
 		m.Notify(NotifyLogin, r)
 	}
 }
 
 func openSync(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	m.Data.cancel = m.Data.Effects.Sync(m.Worker(), m.Data.ServerKey)
+	m.Data.SetCancel(m.Data.Effects.Sync(m.Worker(), m.Data.ServerKey))
 }
 
 func synced(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	m.Data.Attempt = 0
-	m.Data.Reason = ""
+	m.Data.Succeeded()
 }
 
 func updateOf(e fsm.Envelope) (mgmt.Update, bool) {
@@ -115,19 +100,20 @@ func updateOf(e fsm.Envelope) (mgmt.Update, bool) {
 // freshMap: the update carries a map not older than the applied one.
 var freshMap = &fsm.Guard[*Link]{Name: "fresh-map", Fn: func(m *fsm.Machine[*Link], e fsm.Envelope) bool {
 	u, ok := updateOf(e)
-	return ok && u.Map != nil && (!m.Data.Applied || u.Map.Serial >= m.Data.Serial)
+	return ok && u.Map != nil && !m.Data.Maps.Stale(u.Map.Serial)
 }}
 
 // staleMap: the update carries a map older than the applied one.
 var staleMap = &fsm.Guard[*Link]{Name: "stale-map", Fn: func(m *fsm.Machine[*Link], e fsm.Envelope) bool {
 	u, ok := updateOf(e)
-	return ok && u.Map != nil && m.Data.Applied && u.Map.Serial < m.Data.Serial
+	return ok && u.Map != nil && m.Data.Maps.Stale(u.Map.Serial)
 }}
 
 func dropStale(m *fsm.Machine[*Link], e fsm.Envelope) {
 	m.Data.Stale++
 	u, _ := updateOf(e)
-	m.Log().Debug("stale network map dropped", zap.Uint64("serial", u.Map.Serial), zap.Uint64("applied", m.Data.Serial))
+	applied, _ := m.Data.Maps.Last()
+	m.Log().Debug("stale network map dropped", zap.Uint64("serial", u.Map.Serial), zap.Uint64("applied", applied))
 }
 
 func applyUpdate(m *fsm.Machine[*Link], e fsm.Envelope) {
@@ -139,27 +125,14 @@ func applyUpdate(m *fsm.Machine[*Link], e fsm.Envelope) {
 		m.Notify(NotifyConfig, u.Config)
 	}
 	if u.Map != nil {
-		m.Data.Serial, m.Data.Applied = u.Map.Serial, true
+		m.Data.Maps.Take(u.Map.Serial)
 		m.Notify(NotifyMap, u.Map)
 	}
 }
 
-func recordErr(m *fsm.Machine[*Link], e fsm.Envelope) {
-	if err, ok := e.Data.(error); ok && err != nil {
-		m.Data.Reason = err.Error()
-	}
-}
-
-func armRetry(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	d := m.Data.Backoff.Delay(m.Data.Attempt, m.Data.Rand)
-	m.Data.Attempt++
-	m.Log().Debug("management backoff", zap.Int("attempt", m.Data.Attempt), zap.Duration("delay", d), zap.String("err", m.Data.Reason))
-	m.After(d, EvRetry, nil)
-}
-
 func needsLogin(m *fsm.Machine[*Link], _ fsm.Envelope) {
 	m.Log().Info("management: login needed (setup key missing or rejected); waiting for a new setup key",
-		zap.String("err", m.Data.Reason))
+		zap.String("err", m.Data.LastErr))
 }
 
 // LoginEvent classifies the result of one Login call into the event the

@@ -12,7 +12,9 @@
 // drops. Once a direct pair is selected the agent is closed: the shared
 // socket answers the remote's STUN checks and one lazy timer watches the
 // path (PathVerdict), so an idle connected peer wakes once per PathTimeout
-// instead of every 2 s.
+// instead of every 2 s (twice on the side whose keepalives are postponed by
+// the remote's: its silent path is probed with a WireGuard handshake, and
+// looked at again ProbeTimeout later).
 //
 // Workers is the production Effects: pion/ice v2 agents on the shared
 // socket's UDP mux (internal/sharedsock), WireGuard peers through

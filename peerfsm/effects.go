@@ -8,7 +8,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/fsm"
-	"github.com/nbfsm/nbfsm/internal/signal"
+	"github.com/nbfsm/nbfsm/internal/sigwire"
 )
 
 // Credentials are one side's ICE credentials and session id.
@@ -57,28 +57,60 @@ type WGPeer struct {
 	// Relay, when set, bridges WireGuard through this connection.
 	Relay     net.Conn
 	Keepalive time.Duration
+	// KeepRelay keeps the peer's relay bridge open in the background while
+	// the endpoint is direct: its datagrams still reach WireGuard, and a
+	// fallback reuses it (the NetBird relay path, relay.go).
+	KeepRelay bool
+}
+
+// Poster posts an event to a machine from a worker goroutine; fsm.Sender is
+// one.
+type Poster interface {
+	Post(ev fsm.Event, data any) error
 }
 
 // Effects is what a peer machine asks of the world. Calls come from the loop
-// goroutine and do not block: sends and ICE run in workers that post back
-// through w; WireGuard configuration is an in-process call.
+// goroutine and do not block: sends, ICE and WireGuard configuration run in
+// workers that post back.
 type Effects interface {
 	// NewCredentials returns fresh random ICE credentials and a session id.
 	NewCredentials() Credentials
 	// Send sends one signal message; a failure is posted as EvSendFailed.
-	Send(w fsm.Sender, m signal.Message)
+	Send(w fsm.Sender, m sigwire.Message)
 	// StartICE starts an agent; it posts EvLocalCandidate, EvICEConnected
 	// (Data: Pair) and EvICEFailed through w.
 	StartICE(w fsm.Sender, a Agent) ICEHandle
-	// SetPeer adds or replaces the WireGuard peer.
-	SetPeer(p WGPeer)
-	// RemovePeer removes the WireGuard peer.
-	RemovePeer(k wgtypes.Key)
+	// SetPeer adds or replaces the WireGuard peer. It returns at once: the
+	// configuration, and the relay bridge of p.Relay, are queued behind
+	// every earlier one of the interface (so key and allowed IPs are set
+	// before the endpoint that starts the handshake), and a failure is
+	// posted through r: EvRelayFailed if the relay connection could not be
+	// bridged, EvWGFailed otherwise (Data: error). An error returned means
+	// nothing was queued (no interface, its queue full or closed; wrapping
+	// ErrRelayBridge for a relay that cannot be bridged at all); the
+	// machine acts on it as on the event.
+	SetPeer(r Poster, p WGPeer) error
+	// RemovePeer removes the WireGuard peer and its relay bridge, queued
+	// like SetPeer. An error returned means the removal was not queued. A
+	// removal that fails later is not posted: the machine has left the
+	// state its WireGuard peer belonged to.
+	RemovePeer(k wgtypes.Key) error
 	// HoldPath answers the remote's STUN binding requests on the shared
 	// socket for a direct pair whose agent is closed.
 	HoldPath(local Credentials, remote netip.AddrPort) (release func())
 	// LastReceive is when a datagram last arrived from remote.
 	LastReceive(remote netip.AddrPort) time.Time
+	// CurrentEndpoint is WireGuard's endpoint for the peer now (zero if
+	// unknown). WireGuard follows a remote that changes address (NAT
+	// rebinding); a direct path whose pair address fell silent asks it
+	// before declaring the path lost.
+	CurrentEndpoint(k wgtypes.Key) netip.AddrPort
+	// Probe makes WireGuard send the peer a handshake initiation now (no
+	// blocking I/O: one datagram). A direct path silent for a whole path
+	// timeout may still be alive: wireguard-go's persistent keepalives can
+	// be one-sided, since a received keepalive postpones the receiver's
+	// own. The remote's handshake response proves the path.
+	Probe(k wgtypes.Key)
 	// Now is the clock of path checks.
 	Now() time.Time
 }

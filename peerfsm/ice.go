@@ -4,18 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v2"
-	"github.com/pion/logging"
 	"github.com/pion/stun"
 	"go.uber.org/zap"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
+	"github.com/nbfsm/nbfsm/internal/pionlog"
 )
 
 // ICE timing of official peers (PROTOCOL.md §5): a binding request on the
@@ -45,9 +48,11 @@ func (w *Workers) StartICE(s fsm.Sender, a Agent) ICEHandle {
 	ctx, cancel := context.WithCancel(w.ctx)
 	h := &iceAgent{
 		w: w, s: s, ctx: ctx, cancel: cancel, ready: make(chan struct{}), controlling: a.Controlling,
+		peer: a.Peer, sent: make(chan struct{}), started: time.Now(),
 		log:     w.log.With(zap.String("peer", nbcrypto.Fingerprint(a.Peer))),
 		overlay: w.Overlay,
 	}
+	h.remote.n = len(a.Candidates)
 	if w.Socket != nil {
 		h.loopbackOK = w.Socket.LocalAddr().Addr().IsLoopback()
 	}
@@ -99,7 +104,7 @@ func (w *Workers) agentConfig(a Agent) *ice.AgentConfig {
 		FailedTimeout:          &failed,
 		PrflxAcceptanceMinWait: &prflxWait,
 		SrflxAcceptanceMinWait: &srflxWait,
-		LoggerFactory:          pionLoggers{w.log.Named("pion")},
+		LoggerFactory:          pionlog.Factory(w.log.Named("pion")),
 	}
 }
 
@@ -136,9 +141,18 @@ type iceAgent struct {
 	cancel context.CancelFunc
 	// controlling is the agent's role, for SetPeer of its relayed pair.
 	controlling bool
+	peer        wgtypes.Key
+	// sent is closed when the first local candidate of this agent's peer
+	// has been handed to signal (see candidateSent).
+	sent     chan struct{}
+	sentOnce sync.Once
+	started  time.Time
 	// overlay and loopbackOK filter local candidates (see useless).
 	overlay    netip.Prefix
 	loopbackOK bool
+	// bases are the real bases of server-reflexive candidates, set by run
+	// before gathering (see routeBases).
+	bases map[netip.Addr]bool
 
 	// agent is written by run before ready is closed, and read only after
 	// ready is closed; nil if the agent could not be created.
@@ -148,7 +162,22 @@ type iceAgent struct {
 	stopped   atomic.Bool
 	failOnce  sync.Once
 	closeOnce sync.Once
+
+	// remote holds remote candidates on their way to the agent: at most
+	// MaxRemoteCandidates per agent in all, handed over by one worker at a
+	// time (not one goroutine per candidate: a remote may send thousands).
+	remote struct {
+		sync.Mutex
+		queue    []ice.Candidate
+		n        int // accepted for this agent so far
+		draining bool
+		dropped  int
+	}
 }
+
+// MaxRemoteCandidates bounds the remote candidates one ICE agent accepts
+// (official peers send well under 20); more are dropped and counted.
+const MaxRemoteCandidates = 64
 
 // run creates the agent, gathers, and connects.
 func (h *iceAgent) run(cfg *ice.AgentConfig, a Agent) {
@@ -163,6 +192,7 @@ func (h *iceAgent) run(cfg *ice.AgentConfig, a Agent) {
 		h.fail(fmt.Errorf("ice: new agent: %w", err))
 		return
 	}
+	h.bases = routeBases(h.w.Socket.LocalAddr().Addr(), cfg.Urls)
 	_ = agent.OnCandidate(h.onCandidate)
 	_ = agent.OnConnectionStateChange(h.onState)
 	h.agent = agent
@@ -180,6 +210,12 @@ func (h *iceAgent) run(cfg *ice.AgentConfig, a Agent) {
 	if err := agent.GatherCandidates(); err != nil {
 		h.fail(fmt.Errorf("ice: gather: %w", err))
 		return
+	}
+	if !a.Controlling {
+		h.awaitCandidateSent()
+		if h.ctx.Err() != nil {
+			return
+		}
 	}
 	var conn *ice.Conn
 	if a.Controlling {
@@ -199,6 +235,47 @@ func (h *iceAgent) run(cfg *ice.AgentConfig, a Agent) {
 	h.log.Debug("ice connected", zap.String("candidate", pair.LocalType+"/"+pair.RemoteType),
 		zap.Stringer("endpoint", pair.Remote), zap.Duration("latency", pair.Latency))
 	h.post(EvICEConnected, pair)
+}
+
+// candidateWait bounds how long a controlled agent holds its checks back
+// for its first candidate to be signalled; candidateLead is the head start
+// the candidate gets once its send returned (the signal server forwards it
+// after the send returns, and the controller must add it to its agent).
+const (
+	candidateWait = 300 * time.Millisecond
+	candidateLead = 25 * time.Millisecond
+)
+
+// awaitCandidateSent holds a controlled agent's connectivity checks back
+// until its first local candidate has gone to signal (or candidateWait).
+// A check that reaches the controller before our candidate does makes the
+// controller file us as peer-reflexive, and pion's controller (official
+// peers keep pion's default) then waits PrflxAcceptanceMinWait, 1 s,
+// before it nominates: against the official-peer double that was the whole
+// second of the first packet when the official side controls. Our own
+// agent has no such wait (agentConfig).
+//
+// The price: a controller's checks that arrive during the hold are not
+// answered (the agent has not started), so a fast controller nominates on
+// its next check round, ~200 ms later; nbfsm ↔ nbfsm first packet went from
+// ~120 ms to ~300 ms median (docs/benchmarks.md), against up to 1.2 s
+// without the hold in 3 of 20 runs with an official-style controller.
+func (h *iceAgent) awaitCandidateSent() {
+	t := time.NewTimer(candidateWait)
+	defer t.Stop()
+	select {
+	case <-h.sent:
+	case <-t.C:
+		return
+	case <-h.ctx.Done():
+		return
+	}
+	lead := time.NewTimer(candidateLead)
+	defer lead.Stop()
+	select {
+	case <-lead.C:
+	case <-h.ctx.Done():
+	}
 }
 
 // pair describes the agent's selected pair.
@@ -253,20 +330,76 @@ func redundant(c ice.Candidate) bool {
 	return c.Type() == ice.CandidateTypeServerReflexive && r != nil && r.Address == c.Address() && r.Port == c.Port()
 }
 
-// useless reports a host candidate no remote can use: a loopback address
-// (unless this socket itself is on loopback, as in the test network), or an
-// address inside the overlay (the WireGuard interface's own: reaching it
-// would need the tunnel being built).
+// useless reports a candidate no remote can use, or one that would mislead
+// it:
+//   - a host candidate on a loopback address (unless this socket itself is
+//     on loopback, as in the test network), or inside the overlay (the
+//     WireGuard interface's own: reaching it would need the tunnel being
+//     built);
+//   - any candidate whose related address is loopback while the socket is
+//     not on loopback: pion's mux on 0.0.0.0 gathers one server-reflexive
+//     candidate per local address, the loopback one among them, and
+//     official peers read raddr as the candidate's base (PROTOCOL.md §5);
+//   - a server-reflexive candidate whose related address is not its real
+//     base: the local address the kernel sends from towards the STUN
+//     servers (bases, learned by routeBases). Only checked when bases is
+//     known.
 func (h *iceAgent) useless(c ice.Candidate) bool {
-	if c.Type() != ice.CandidateTypeHost {
-		return false
+	return uselessCandidate(c, h.loopbackOK, h.overlay, h.bases)
+}
+
+func uselessCandidate(c ice.Candidate, loopbackOK bool, overlay netip.Prefix, bases map[netip.Addr]bool) bool {
+	if r := c.RelatedAddress(); r != nil && !loopbackOK {
+		if ip, err := netip.ParseAddr(r.Address); err == nil && ip.Unmap().IsLoopback() {
+			return true
+		}
 	}
-	ip, err := netip.ParseAddr(c.Address())
-	if err != nil {
-		return false
+	switch c.Type() {
+	case ice.CandidateTypeServerReflexive:
+		r := c.RelatedAddress()
+		if r == nil || len(bases) == 0 {
+			return false
+		}
+		ip, err := netip.ParseAddr(r.Address)
+		return err != nil || !bases[ip.Unmap()]
+	case ice.CandidateTypeHost:
+		ip, err := netip.ParseAddr(c.Address())
+		if err != nil {
+			return false
+		}
+		ip = ip.Unmap()
+		return ip.IsLoopback() && !loopbackOK || overlay.IsValid() && overlay.Contains(ip)
 	}
-	ip = ip.Unmap()
-	return ip.IsLoopback() && !h.loopbackOK || h.overlay.IsValid() && h.overlay.Contains(ip)
+	return false
+}
+
+// routeBases returns the local addresses the kernel picks as source towards
+// each STUN server of urls: the real bases of server-reflexive candidates
+// of a socket bound to an unspecified address (a bound socket's only base is
+// its own address). A connected UDP socket asks the routing table without
+// sending anything. It resolves names, so it runs in the agent's worker.
+func routeBases(local netip.Addr, urls []*stun.URI) map[netip.Addr]bool {
+	bases := make(map[netip.Addr]bool)
+	if local.IsValid() && !local.IsUnspecified() {
+		bases[local.Unmap()] = true
+		return bases
+	}
+	for _, u := range urls {
+		if u.Scheme != stun.SchemeTypeSTUN {
+			continue
+		}
+		c, err := net.Dial("udp4", net.JoinHostPort(u.Host, strconv.Itoa(u.Port)))
+		if err != nil {
+			continue
+		}
+		if a, ok := c.LocalAddr().(*net.UDPAddr); ok {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok {
+				bases[ip.Unmap()] = true
+			}
+		}
+		_ = c.Close()
+	}
+	return bases
 }
 
 func (h *iceAgent) onState(s ice.ConnectionState) {
@@ -311,16 +444,51 @@ func (h *iceAgent) AddRemoteCandidate(text string) {
 		h.log.Debug("bad remote candidate", zap.String("candidate", text), zap.NamedError("err", err))
 		return
 	}
-	h.w.workers.Go(func() {
-		select {
-		case <-h.ready:
-		case <-h.ctx.Done():
+	r := &h.remote
+	r.Lock()
+	defer r.Unlock()
+	if r.n >= MaxRemoteCandidates {
+		if r.dropped++; r.dropped == 1 {
+			h.log.Debug("remote candidates over the cap: dropped", zap.Int("max", MaxRemoteCandidates))
+		}
+		return
+	}
+	r.n++
+	r.queue = append(r.queue, c)
+	if !r.draining {
+		r.draining = true
+		h.w.workers.Go(h.drainCandidates)
+	}
+}
+
+// drainCandidates is the one worker that hands queued remote candidates to
+// the agent once it exists; it ends when the queue is empty.
+func (h *iceAgent) drainCandidates() {
+	select {
+	case <-h.ready:
+	case <-h.ctx.Done():
+		h.remote.Lock()
+		h.remote.draining, h.remote.queue = false, nil
+		h.remote.Unlock()
+		return
+	}
+	for {
+		r := &h.remote
+		r.Lock()
+		batch := r.queue
+		r.queue = nil
+		if len(batch) == 0 || h.ctx.Err() != nil {
+			r.draining = false
+			r.Unlock()
 			return
 		}
-		if h.ctx.Err() == nil {
-			h.add(c)
+		r.Unlock()
+		for _, c := range batch {
+			if h.ctx.Err() == nil {
+				h.add(c)
+			}
 		}
-	})
+	}
 }
 
 // add gives c to the agent; ready is closed.
@@ -375,27 +543,3 @@ func (c *agentConn) Close() error {
 	c.h.closeAgent()
 	return nil
 }
-
-// pionLoggers sends pion's log to zap at debug level: pion reports routine
-// network conditions (a failed ping, a closed candidate) as warnings and
-// errors, none of which is unexpected for nbfsm.
-type pionLoggers struct{ l *zap.Logger }
-
-func (f pionLoggers) NewLogger(scope string) logging.LeveledLogger {
-	return pionLogger{f.l.With(zap.String("scope", scope)).Sugar()}
-}
-
-type pionLogger struct{ l *zap.SugaredLogger }
-
-var _ logging.LeveledLogger = pionLogger{}
-
-func (p pionLogger) Trace(msg string)                  { p.l.Debug(msg) }
-func (p pionLogger) Tracef(format string, args ...any) { p.l.Debugf(format, args...) }
-func (p pionLogger) Debug(msg string)                  { p.l.Debug(msg) }
-func (p pionLogger) Debugf(format string, args ...any) { p.l.Debugf(format, args...) }
-func (p pionLogger) Info(msg string)                   { p.l.Debug(msg) }
-func (p pionLogger) Infof(format string, args ...any)  { p.l.Debugf(format, args...) }
-func (p pionLogger) Warn(msg string)                   { p.l.Debug(msg) }
-func (p pionLogger) Warnf(format string, args ...any)  { p.l.Debugf(format, args...) }
-func (p pionLogger) Error(msg string)                  { p.l.Debug(msg) }
-func (p pionLogger) Errorf(format string, args ...any) { p.l.Debugf(format, args...) }

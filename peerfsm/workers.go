@@ -18,7 +18,7 @@ import (
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/sharedsock"
-	"github.com/nbfsm/nbfsm/internal/signal"
+	"github.com/nbfsm/nbfsm/internal/sigwire"
 	"github.com/nbfsm/nbfsm/internal/wgiface"
 )
 
@@ -37,7 +37,8 @@ const (
 //
 // Every Effects method is called from the loop goroutine and returns without
 // waiting: sends and ICE run in goroutines that post back through the
-// machine's generation-bound fsm.Sender. One Workers serves every peer
+// machine's generation-bound fsm.Sender; WireGuard configuration runs in
+// the interface's configuration worker, which posts failures back. One Workers serves every peer
 // machine of a loop. Set the exported fields before the first call; call
 // Close after the loop has stopped, before closing Iface and Socket.
 type Workers struct {
@@ -45,7 +46,7 @@ type Workers struct {
 	Iface  *wgiface.Interface
 	// SendFunc sends one signal message (signalfsm.Dialer.Send in
 	// production). It must honour ctx.
-	SendFunc func(ctx context.Context, m signal.Message) error
+	SendFunc func(ctx context.Context, m sigwire.Message) error
 	Log      *zap.Logger
 	// CandidateTypes, if set, restricts the candidate types agents gather
 	// and accept (tests force relay-only with it). Default: host, srflx,
@@ -125,7 +126,7 @@ func (w *Workers) NewCredentials() Credentials {
 	return Credentials{
 		Ufrag:     randomLetters(ufragLen),
 		Pwd:       randomLetters(pwdLen),
-		SessionID: randomBytes(signal.SessionIDSize),
+		SessionID: randomBytes(sigwire.SessionIDSize),
 	}
 }
 
@@ -156,8 +157,16 @@ func randomBytes(n int) []byte {
 
 // Send sends m in a worker goroutine, one attempt bounded by SendTimeout;
 // a failure is posted as EvSendFailed with the error.
-func (w *Workers) Send(s fsm.Sender, m signal.Message) {
+//
+// Offers and answers carry the real port of the shared socket as
+// wgListenPort: official peers send their "nb" hole punch there, and assume
+// 51820 for 0 (PROTOCOL.md §5).
+func (w *Workers) Send(s fsm.Sender, m sigwire.Message) {
 	w.init()
+	queued := time.Now()
+	if (m.Kind == sigwire.Offer || m.Kind == sigwire.Answer) && m.WGListenPort == 0 && w.Socket != nil {
+		m.WGListenPort = uint32(w.Socket.LocalAddr().Port())
+	}
 	w.workers.Go(func() {
 		err := ErrNoSignal
 		if w.SendFunc != nil {
@@ -165,12 +174,28 @@ func (w *Workers) Send(s fsm.Sender, m signal.Message) {
 			err = w.SendFunc(ctx, m)
 			cancel()
 		}
+		if err == nil && m.Kind == sigwire.Candidate {
+			w.candidateSent(m.To, queued)
+		}
 		if err != nil {
 			w.log.Debug("signal send failed", zap.String("peer", nbcrypto.Fingerprint(m.To)),
 				zap.String("event", m.Kind.String()), zap.NamedError("err", err))
 			_ = s.Post(EvSendFailed, fmt.Errorf("send %v: %w", m.Kind, err))
 		}
 	})
+}
+
+// candidateSent tells the live agents of peer that a local candidate
+// queued at queued went to signal (see iceAgent.awaitCandidateSent); an
+// agent started after that (the send was an older agent's) is not told.
+func (w *Workers) candidateSent(peer wgtypes.Key, queued time.Time) {
+	w.live.Lock()
+	defer w.live.Unlock()
+	for a := range w.live.agents {
+		if a.peer == peer && !a.started.After(queued) {
+			a.sentOnce.Do(func() { close(a.sent) })
+		}
+	}
 }
 
 // SetPeer configures the WireGuard peer p describes:
@@ -196,75 +221,112 @@ func (w *Workers) Send(s fsm.Sender, m signal.Message) {
 // keepalive starts its handshake at once. Packets queued for the peer
 // before the path existed are dropped with it.
 //
-// A relay of the peer that p no longer uses is stopped (which closes its
-// ICE agent). Errors are logged, never returned.
-func (w *Workers) SetPeer(p WGPeer) {
+// Everything is queued for the interface's configuration worker
+// (wgiface.Interface.Enqueue: wgctrl round trips in TUN mode) and done
+// there in order, the relay bridge included; a failure is posted through r:
+// EvRelayFailed for the bridge, EvWGFailed for WireGuard. A relay of the
+// peer that p no longer uses is stopped (which closes its ICE agent) once
+// WireGuard has left it.
+func (w *Workers) SetPeer(r Poster, p WGPeer) error {
 	w.init()
-	log := w.log.With(zap.String("peer", nbcrypto.Fingerprint(p.Key)))
 	if w.Iface == nil {
-		log.Warn("unexpected: set peer without a WireGuard interface")
-		return
+		return ErrNoInterface
 	}
-	wp := wgiface.Peer{Key: p.Key, AllowedIPs: p.AllowedIPs, Keepalive: p.Keepalive}
-	reset := false
-	switch {
-	case p.Relay != nil:
-		ep, err := w.relayEndpoint(p.Key, p.Relay)
-		if err != nil {
-			logFailure(log, "relay endpoint failed", err)
-			return
+	wp := wgiface.Peer{Key: p.Key, AllowedIPs: p.AllowedIPs, Keepalive: p.Keepalive, Endpoint: p.Endpoint}
+	ch := wgiface.Change{Peer: wp}
+	withEndpoint := p.Endpoint.IsValid()
+	if p.Relay != nil {
+		// The bridge is set up by the configuration worker, behind the
+		// peer's earlier changes: a handshake the relay already holds for
+		// us (the controller's first one often arrives before our path
+		// is open) reaches WireGuard only once it knows the peer's key.
+		controlled := controlledRelay(p.Relay)
+		withEndpoint = !controlled
+		ch.Peer.Endpoint = netip.AddrPort{}
+		ch.Prepare = func(wp *wgiface.Peer) error {
+			ep, err := w.relayEndpoint(p.Key, p.Relay)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrRelayBridge, err)
+			}
+			if !controlled {
+				wp.Endpoint = ep
+			}
+			return nil
 		}
-		if !controlledRelay(p.Relay) {
-			wp.Endpoint = ep
-		}
-	case p.Endpoint.IsValid():
-		wp.Endpoint = p.Endpoint
-	case p.Keepalive == 0:
-		reset = true
 	}
 	w.live.Lock()
 	had := w.live.endpoints[p.Key]
 	switch {
-	case wp.Endpoint.IsValid():
+	case withEndpoint:
 		w.live.endpoints[p.Key] = true
-		reset = !had
-	case reset:
+		ch.Reset = !had
+	case p.Relay != nil:
+		// Controlled side of a relay: the endpoint is learned from the
+		// controller's handshake, so a later direct endpoint needs no reset.
+		w.live.endpoints[p.Key] = true
+	case p.Keepalive == 0:
 		delete(w.live.endpoints, p.Key)
+		ch.Reset = true
+	}
+	var unused *relayLink // the relay WireGuard leaves with this change
+	if p.Relay == nil && !p.KeepRelay {
+		unused = w.live.relays[p.Key]
 	}
 	w.live.Unlock()
-	if reset {
-		if err := w.Iface.RemovePeer(p.Key); err != nil {
-			logFailure(log, "wireguard reset peer failed", err)
+	err := w.Iface.Enqueue(ch, func(err error) {
+		if unused != nil {
+			w.stopRelayLink(p.Key, unused)
 		}
+		if err == nil {
+			return
+		}
+		logFailure(w.log.With(zap.String("peer", nbcrypto.Fingerprint(p.Key)), zap.Stringer("endpoint", p.Endpoint)),
+			"wireguard set peer failed", err)
+		if errors.Is(err, ErrRelayBridge) {
+			_ = r.Post(EvRelayFailed, err)
+			return
+		}
+		_ = r.Post(EvWGFailed, fmt.Errorf("wireguard set peer: %w", err))
+	})
+	if err != nil {
+		if unused != nil {
+			w.stopRelayLink(p.Key, unused)
+		}
+		return fmt.Errorf("wireguard set peer: %w", err)
 	}
-	if err := w.Iface.SetPeer(wp); err != nil {
-		logFailure(log.With(zap.Stringer("endpoint", wp.Endpoint)), "wireguard set peer failed", err)
-	}
-	if p.Relay == nil {
-		w.dropRelay(p.Key)
-	}
+	return nil
 }
 
 // controlledRelay reports whether c is the connection of a controlled
 // agent of these Workers.
 func controlledRelay(c net.Conn) bool {
+	if rc, ok := c.(interface{ Controlled() bool }); ok {
+		return rc.Controlled() // a NetBird relay path (relay.go)
+	}
 	ac, ok := c.(*agentConn)
 	return ok && !ac.h.controlling
 }
 
-// RemovePeer stops the peer's relay, if any, and removes it from WireGuard.
-func (w *Workers) RemovePeer(k wgtypes.Key) {
+// RemovePeer stops the peer's relay, if any, and queues its removal from
+// WireGuard; a removal that fails later is logged.
+func (w *Workers) RemovePeer(k wgtypes.Key) error {
 	w.init()
 	w.dropRelay(k)
 	w.live.Lock()
 	delete(w.live.endpoints, k)
 	w.live.Unlock()
 	if w.Iface == nil {
-		return
+		return nil
 	}
-	if err := w.Iface.RemovePeer(k); err != nil {
-		logFailure(w.log.With(zap.String("peer", nbcrypto.Fingerprint(k))), "wireguard remove peer failed", err)
+	err := w.Iface.Enqueue(wgiface.Change{Peer: wgiface.Peer{Key: k}, Remove: true}, func(err error) {
+		if err != nil {
+			logFailure(w.log.With(zap.String("peer", nbcrypto.Fingerprint(k))), "wireguard remove peer failed", err)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("wireguard remove peer: %w", err)
 	}
+	return nil
 }
 
 // HoldPath makes the shared socket answer the remote's STUN checks for the
@@ -288,6 +350,30 @@ func (w *Workers) LastReceive(remote netip.AddrPort) time.Time {
 		return time.Time{}
 	}
 	return w.Socket.LastReceive(remote)
+}
+
+// CurrentEndpoint is WireGuard's endpoint for k now (it follows roaming).
+// It reads every peer's state, so the machine asks only when a direct
+// pair's address has been silent for a whole path timeout.
+func (w *Workers) CurrentEndpoint(k wgtypes.Key) netip.AddrPort {
+	if w.Iface == nil {
+		return netip.AddrPort{}
+	}
+	st, err := w.Iface.PeerStats()
+	if err != nil || st[k].Relayed {
+		return netip.AddrPort{}
+	}
+	return st[k].Endpoint
+}
+
+// Probe asks WireGuard for a handshake initiation to k now.
+func (w *Workers) Probe(k wgtypes.Key) {
+	if w.Iface == nil {
+		return
+	}
+	if err := w.Iface.Initiate(k); err != nil {
+		logFailure(w.log.With(zap.String("peer", nbcrypto.Fingerprint(k))), "wireguard probe failed", err)
+	}
 }
 
 // Now is time.Now.
@@ -346,6 +432,20 @@ func (w *Workers) relayEndpoint(peer wgtypes.Key, c net.Conn) (netip.AddrPort, e
 		old.stop() // already stopped by the socket; drops our reference
 	}
 	return ep.AddrPort(), nil
+}
+
+// stopRelayLink stops r if it is still the peer's relay (a newer one may
+// have replaced it since the change that left it was queued).
+func (w *Workers) stopRelayLink(peer wgtypes.Key, r *relayLink) {
+	w.live.Lock()
+	cur := w.live.relays[peer] == r
+	if cur {
+		delete(w.live.relays, peer)
+	}
+	w.live.Unlock()
+	if cur {
+		r.stop()
+	}
 }
 
 // dropRelay stops the peer's relay, if any.

@@ -23,7 +23,7 @@ import (
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/sharedsock"
-	"github.com/nbfsm/nbfsm/internal/signal"
+	"github.com/nbfsm/nbfsm/internal/sigwire"
 	"github.com/nbfsm/nbfsm/internal/wgiface"
 	"github.com/nbfsm/nbfsm/peerfsm"
 )
@@ -104,7 +104,7 @@ func pair(t *testing.T, a, b *client) {
 	a.other, b.other = b, a
 	for i, c := range []*client{a, b} {
 		from, to := c, c.other
-		from.workers.SendFunc = func(ctx context.Context, m signal.Message) error {
+		from.workers.SendFunc = func(ctx context.Context, m sigwire.Message) error {
 			if m.To != to.pub() {
 				return fmt.Errorf("message for %v, want %v", m.To, to.pub())
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -17,7 +18,7 @@ import (
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/sharedsock"
-	"github.com/nbfsm/nbfsm/internal/signal"
+	"github.com/nbfsm/nbfsm/internal/sigwire"
 	"github.com/nbfsm/nbfsm/internal/wgiface"
 	"github.com/nbfsm/nbfsm/peerfsm"
 )
@@ -200,6 +201,7 @@ func firstPacket(t *testing.T, start time.Time, a, b *client) {
 // peerStats is c's WireGuard view of its peer.
 func peerStats(t *testing.T, c *client) wgiface.PeerStats {
 	t.Helper()
+	c.iface.Flush() // what the machine asked for so far is applied
 	stats, err := c.iface.PeerStats()
 	if err != nil {
 		t.Fatalf("PeerStats: %v", err)
@@ -225,11 +227,11 @@ func TestNewCredentials(t *testing.T) {
 				t.Fatalf("%d: %s %q: want %d ASCII letters", i, f.name, f.got, f.n)
 			}
 		}
-		if len(c.SessionID) != signal.SessionIDSize {
+		if len(c.SessionID) != sigwire.SessionIDSize {
 			t.Fatalf("%d: session id of %d bytes", i, len(c.SessionID))
 		}
 		// The credentials must pass the signal codec's checks.
-		if _, err := signal.Encode(own, signal.Message{To: own.PublicKey(), Kind: signal.Offer, Ufrag: c.Ufrag, Pwd: c.Pwd, SessionID: c.SessionID}); err != nil {
+		if _, err := sigwire.Encode(own, sigwire.Message{To: own.PublicKey(), Kind: sigwire.Offer, Ufrag: c.Ufrag, Pwd: c.Pwd, SessionID: c.SessionID}); err != nil {
 			t.Fatalf("%d: signal rejects the credentials: %v", i, err)
 		}
 		key := c.Ufrag + string(c.SessionID)
@@ -294,13 +296,13 @@ var errRefused = errors.New("refused by the fake signal")
 func TestWorkersSend(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		send    func(context.Context, signal.Message) error
+		send    func(context.Context, sigwire.Message) error
 		wantErr error // nil: nothing posted
 	}{
 		{name: "no send function", wantErr: peerfsm.ErrNoSignal},
-		{name: "send fails", send: func(context.Context, signal.Message) error { return errRefused }, wantErr: errRefused},
-		{name: "send ok", send: func(context.Context, signal.Message) error { return nil }},
-		{name: "deadline set", send: func(ctx context.Context, _ signal.Message) error {
+		{name: "send fails", send: func(context.Context, sigwire.Message) error { return errRefused }, wantErr: errRefused},
+		{name: "send ok", send: func(context.Context, sigwire.Message) error { return nil }},
+		{name: "deadline set", send: func(ctx context.Context, _ sigwire.Message) error {
 			if d, ok := ctx.Deadline(); !ok || time.Until(d) > peerfsm.SendTimeout {
 				return errRefused
 			}
@@ -310,7 +312,7 @@ func TestWorkersSend(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, got, stop := startProbe(t)
 			w := &peerfsm.Workers{SendFunc: tc.send, Log: testLogger(t)}
-			w.Send(s, signal.Message{Kind: signal.Offer})
+			w.Send(s, sigwire.Message{Kind: sigwire.Offer})
 			if tc.wantErr != nil {
 				e := next(t, got)
 				err, _ := e.Data.(error)
@@ -332,12 +334,12 @@ func TestWorkersSend(t *testing.T) {
 func TestWorkersCloseCancelsSend(t *testing.T) {
 	s, _, stop := startProbe(t)
 	started := make(chan struct{})
-	w := &peerfsm.Workers{SendFunc: func(ctx context.Context, _ signal.Message) error {
+	w := &peerfsm.Workers{SendFunc: func(ctx context.Context, _ sigwire.Message) error {
 		close(started)
 		<-ctx.Done()
 		return ctx.Err()
 	}}
-	w.Send(s, signal.Message{Kind: signal.Offer})
+	w.Send(s, sigwire.Message{Kind: sigwire.Offer})
 	<-started
 	stop()
 	w.Close()
@@ -480,10 +482,11 @@ func TestWorkersSetPeer(t *testing.T) {
 	ka := peerfsm.Keepalive
 	c1, c2 := newBlockConn(), newBlockConn()
 	var relayEP string
+	rep := &reports{}
 
 	for _, step := range []struct {
 		name      string
-		do        func()
+		do        func() error
 		endpoint  string // "relay": inside sharedsock.RelayPrefix; "same-relay": the previous relay endpoint
 		keepalive int
 		allowed   string
@@ -491,31 +494,47 @@ func TestWorkersSetPeer(t *testing.T) {
 		closed    []*blockConn // relay conns closed after the step
 		open      []*blockConn
 	}{
-		{name: "added: key and allowed IPs", do: func() { w.SetPeer(peerfsm.WGPeer{Key: key, AllowedIPs: ips}) },
+		{name: "added: key and allowed IPs", do: func() error { return w.SetPeer(rep, peerfsm.WGPeer{Key: key, AllowedIPs: ips}) },
 			allowed: "100.64.0.2/32"},
 		{name: "direct controlling: endpoint and keepalive",
-			do:       func() { w.SetPeer(peerfsm.WGPeer{Key: key, AllowedIPs: ips, Endpoint: e1, Keepalive: ka}) },
+			do: func() error {
+				return w.SetPeer(rep, peerfsm.WGPeer{Key: key, AllowedIPs: ips, Endpoint: e1, Keepalive: ka})
+			},
 			endpoint: e1.String(), keepalive: 25, allowed: "100.64.0.2/32"},
 		{name: "keepalive only keeps the endpoint",
-			do:       func() { w.SetPeer(peerfsm.WGPeer{Key: key, AllowedIPs: ips2, Keepalive: ka}) },
+			do:       func() error { return w.SetPeer(rep, peerfsm.WGPeer{Key: key, AllowedIPs: ips2, Keepalive: ka}) },
 			endpoint: e1.String(), keepalive: 25, allowed: "100.64.0.3/32"},
-		{name: "reset: no endpoint, no keepalive", do: func() { w.SetPeer(peerfsm.WGPeer{Key: key, AllowedIPs: ips}) },
+		{name: "reset: no endpoint, no keepalive", do: func() error { return w.SetPeer(rep, peerfsm.WGPeer{Key: key, AllowedIPs: ips}) },
 			allowed: "100.64.0.2/32"},
-		{name: "relayed", do: func() { w.SetPeer(peerfsm.WGPeer{Key: key, AllowedIPs: ips, Relay: c1, Keepalive: ka}) },
+		{name: "relayed", do: func() error {
+			return w.SetPeer(rep, peerfsm.WGPeer{Key: key, AllowedIPs: ips, Relay: c1, Keepalive: ka})
+		},
 			endpoint: "relay", keepalive: 25, allowed: "100.64.0.2/32", open: []*blockConn{c1}},
 		{name: "relayed, allowed IPs changed: same relay",
-			do:       func() { w.SetPeer(peerfsm.WGPeer{Key: key, AllowedIPs: ips2, Relay: c1, Keepalive: ka}) },
+			do: func() error {
+				return w.SetPeer(rep, peerfsm.WGPeer{Key: key, AllowedIPs: ips2, Relay: c1, Keepalive: ka})
+			},
 			endpoint: "same-relay", keepalive: 25, allowed: "100.64.0.3/32", open: []*blockConn{c1}},
 		{name: "new relayed connection replaces the relay",
-			do:       func() { w.SetPeer(peerfsm.WGPeer{Key: key, AllowedIPs: ips, Relay: c2, Keepalive: ka}) },
+			do: func() error {
+				return w.SetPeer(rep, peerfsm.WGPeer{Key: key, AllowedIPs: ips, Relay: c2, Keepalive: ka})
+			},
 			endpoint: "relay", keepalive: 25, allowed: "100.64.0.2/32", closed: []*blockConn{c1}, open: []*blockConn{c2}},
 		{name: "direct again stops the relay",
-			do:       func() { w.SetPeer(peerfsm.WGPeer{Key: key, AllowedIPs: ips, Endpoint: e2, Keepalive: ka}) },
+			do: func() error {
+				return w.SetPeer(rep, peerfsm.WGPeer{Key: key, AllowedIPs: ips, Endpoint: e2, Keepalive: ka})
+			},
 			endpoint: e2.String(), keepalive: 25, allowed: "100.64.0.2/32", closed: []*blockConn{c2}},
-		{name: "removed", do: func() { w.RemovePeer(key) }, absent: true},
-		{name: "remove again is harmless", do: func() { w.RemovePeer(key) }, absent: true},
+		{name: "removed", do: func() error { return w.RemovePeer(key) }, absent: true},
+		{name: "remove again is harmless", do: func() error { return w.RemovePeer(key) }, absent: true},
 	} {
-		step.do()
+		if err := step.do(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		iface.Flush() // the configuration worker applied it
+		if err := rep.err(); err != nil {
+			t.Fatalf("%s: posted %v", step.name, err)
+		}
 		got := ipcPeer(t, iface, key)
 		if step.absent {
 			if got.present {
@@ -566,4 +585,144 @@ func TestWorkersSetPeer(t *testing.T) {
 	if got := w.LastReceive(e1); !got.IsZero() {
 		t.Errorf("LastReceive of a silent address: %v", got)
 	}
+}
+
+// reports is a Poster that keeps what the configuration worker posts.
+type reports struct {
+	mu   sync.Mutex
+	evs  []fsm.Event
+	errs []error
+}
+
+func (r *reports) Post(ev fsm.Event, data any) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err, _ := data.(error)
+	r.evs, r.errs = append(r.evs, ev), append(r.errs, err)
+	return nil
+}
+
+// err is the first failure posted, with its event.
+func (r *reports) err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.evs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", r.evs[0], r.errs[0])
+}
+
+// TestWorkersSetPeerFailures: every way the WireGuard configuration or the
+// relay bridge fails reaches the caller: at once (returned) when nothing
+// could be queued, or posted by the configuration worker (EvRelayFailed
+// for the bridge, EvWGFailed for WireGuard).
+func TestWorkersSetPeerFailures(t *testing.T) {
+	sock, err := sharedsock.Listen(loopback, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	own, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	iface, err := wgiface.New(wgiface.Config{Mode: wgiface.Netstack, Name: "failures", PrivateKey: own,
+		Address: netip.MustParsePrefix("100.64.0.1/10"), Socket: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iface.Close()
+	k, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := k.PublicKey()
+	ips := []netip.Prefix{netip.MustParsePrefix("100.64.0.2/32")}
+	closedSock, err := sharedsock.Listen(loopback, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = closedSock.Close()
+	tests := []struct {
+		name     string
+		w        *peerfsm.Workers
+		p        peerfsm.WGPeer
+		returned error // at once
+		posted   error // by the worker, as postedEv (default EvWGFailed)
+		postedEv fsm.Event
+	}{
+		{name: "no interface", w: &peerfsm.Workers{Socket: sock}, p: peerfsm.WGPeer{Key: key, AllowedIPs: ips},
+			returned: peerfsm.ErrNoInterface},
+		{name: "relay without a socket", w: &peerfsm.Workers{Iface: iface}, p: peerfsm.WGPeer{Key: key, Relay: newBlockConn(), Keepalive: peerfsm.Keepalive},
+			posted: peerfsm.ErrRelayBridge, postedEv: peerfsm.EvRelayFailed},
+		{name: "relay on a closed socket", w: &peerfsm.Workers{Socket: closedSock, Iface: iface},
+			p: peerfsm.WGPeer{Key: key, Relay: newBlockConn(), Keepalive: peerfsm.Keepalive}, posted: peerfsm.ErrRelayBridge, postedEv: peerfsm.EvRelayFailed},
+		{name: "bad peer", w: &peerfsm.Workers{Socket: sock, Iface: iface}, p: peerfsm.WGPeer{Key: key, Keepalive: -time.Second},
+			returned: wgiface.ErrBadPeer},
+		{name: "WireGuard refuses the endpoint", w: &peerfsm.Workers{Socket: sock, Iface: iface},
+			p: peerfsm.WGPeer{Key: key, Endpoint: netip.MustParseAddrPort("240.9.9.9:1"), Keepalive: peerfsm.Keepalive}, posted: wgiface.ErrDevice},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer tt.w.Close()
+			rep := &reports{}
+			if tt.postedEv == "" {
+				tt.postedEv = peerfsm.EvWGFailed
+			}
+			if err := tt.w.SetPeer(rep, tt.p); !errors.Is(err, tt.returned) || (err == nil) != (tt.returned == nil) {
+				t.Fatalf("returned %v, want %v", err, tt.returned)
+			}
+			iface.Flush()
+			rep.mu.Lock()
+			defer rep.mu.Unlock()
+			switch {
+			case tt.posted == nil && len(rep.evs) != 0:
+				t.Fatalf("posted %v %v", rep.evs, rep.errs)
+			case tt.posted != nil && (len(rep.evs) != 1 || rep.evs[0] != tt.postedEv || !errors.Is(rep.errs[0], tt.posted)):
+				t.Fatalf("posted %v %v, want one %s with %v", rep.evs, rep.errs, tt.postedEv, tt.posted)
+			}
+		})
+	}
+	// A closed interface refuses at once.
+	w := &peerfsm.Workers{Socket: sock, Iface: iface}
+	defer w.Close()
+	if err := iface.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetPeer(&reports{}, peerfsm.WGPeer{Key: key, AllowedIPs: ips}); !errors.Is(err, wgiface.ErrClosed) {
+		t.Errorf("closed interface: SetPeer %v, want ErrClosed", err)
+	}
+	if err := w.RemovePeer(key); !errors.Is(err, wgiface.ErrClosed) {
+		t.Errorf("closed interface: RemovePeer %v, want ErrClosed", err)
+	}
+}
+
+// TestSendCarriesListenPort: offers and answers say the shared socket's
+// real port (official peers punch it; 0 makes them assume 51820);
+// candidates do not carry one.
+func TestSendCarriesListenPort(t *testing.T) {
+	sock, err := sharedsock.Listen(netip.MustParseAddrPort("127.0.0.1:0"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	sent := make(chan sigwire.Message, 3)
+	s, _, stop := startProbe(t)
+	w := &peerfsm.Workers{Socket: sock, Log: testLogger(t), SendFunc: func(_ context.Context, m sigwire.Message) error {
+		sent <- m
+		return nil
+	}}
+	for _, k := range []sigwire.Kind{sigwire.Offer, sigwire.Answer, sigwire.Candidate} {
+		w.Send(s, sigwire.Message{Kind: k})
+		m := <-sent
+		want := uint32(sock.LocalAddr().Port())
+		if k == sigwire.Candidate {
+			want = 0
+		}
+		if m.WGListenPort != want {
+			t.Errorf("%v: wgListenPort %d, want %d", k, m.WGListenPort, want)
+		}
+	}
+	w.Close()
+	stop()
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/nbfsm/nbfsm/internal/backoff"
 	"github.com/nbfsm/nbfsm/internal/fsmwatch"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
-	"github.com/nbfsm/nbfsm/internal/signal"
+	"github.com/nbfsm/nbfsm/internal/sigwire"
 	"github.com/nbfsm/nbfsm/internal/testnet"
 	"github.com/nbfsm/nbfsm/signalfsm"
 )
@@ -26,7 +26,7 @@ type client struct {
 	loop  *fsm.Loop
 	m     *fsm.Machine[*signalfsm.Link]
 	watch *fsmwatch.Watch
-	got   chan signal.Message
+	got   chan sigwire.Message
 	stop  func()
 }
 
@@ -36,9 +36,9 @@ func startClient(t *testing.T, addr string) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &client{key: key, loop: fsm.NewLoop(fsm.Options{}), watch: fsmwatch.New(1024), got: make(chan signal.Message, 16)}
+	c := &client{key: key, loop: fsm.NewLoop(fsm.Options{}), watch: fsmwatch.New(1024), got: make(chan sigwire.Message, 16)}
 	c.loop.Observe(c.watch)
-	d := &signalfsm.Dialer{Key: key, Deliver: func(m signal.Message) { c.got <- m }}
+	d := &signalfsm.Dialer{Key: key, Deliver: func(m sigwire.Message) { c.got <- m }}
 	c.m, err = signalfsm.New(c.loop, &signalfsm.Link{Effects: d, Backoff: fast}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -127,11 +127,11 @@ func TestMessagesReachTheDeliverFunc(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	for _, dir := range []struct{ from, to *client }{{a, b}, {b, a}} {
-		s, err := signal.Dial(n.SignalAddr(), false, dir.from.key)
+		s, err := sigwire.Dial(n.SignalAddr(), false, dir.from.key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = s.Send(ctx, signal.Message{To: dir.to.key.PublicKey(), Kind: signal.Offer, Ufrag: "ufragufragufrag1",
+		err = s.Send(ctx, sigwire.Message{To: dir.to.key.PublicKey(), Kind: sigwire.Offer, Ufrag: "ufragufragufrag1",
 			Pwd: "pwdpwdpwdpwdpwdpwdpwdpwdpwdpwd12", SessionID: []byte{1, 2, 3, 4, 5}})
 		s.Close()
 		if err != nil {
@@ -139,7 +139,7 @@ func TestMessagesReachTheDeliverFunc(t *testing.T) {
 		}
 		select {
 		case m := <-dir.to.got:
-			if m.From != dir.from.key.PublicKey() || m.Kind != signal.Offer {
+			if m.From != dir.from.key.PublicKey() || m.Kind != sigwire.Offer {
 				t.Fatalf("got %+v", m)
 			}
 		case <-ctx.Done():

@@ -3,9 +3,8 @@ package signalfsm
 import (
 	"math/rand/v2"
 
-	"go.uber.org/zap"
-
 	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/fsm/link"
 	"github.com/nbfsm/nbfsm/internal/backoff"
 )
 
@@ -26,24 +25,21 @@ type Server struct {
 type Link struct {
 	// Effects does the I/O; production wires Dialer, tests a recorder.
 	Effects Effects
-	// Backoff is the retry policy (backoff.Links if zero).
+	// Backoff is the retry policy (zero: backoff.Links).
 	Backoff backoff.Policy
 	// Rand draws the jitter (nil: the global source). Tests seed it.
 	Rand *rand.Rand
 
-	Server  Server
-	Attempt int    // retries since the last success
-	Dials   int    // stream attempts since start
-	LastErr string // why the last session ended
-	cancel  func()
+	Server Server
+	link.Core
 }
 
+// RetryPolicy is the link shape's backoff.
+func (l *Link) RetryPolicy() (backoff.Policy, *rand.Rand) { return l.Backoff, l.Rand }
+
 // New adds a signal link machine to loop l under parent (the engine, or nil).
-func New(l *fsm.Loop, link *Link, parent fsm.Node) (*fsm.Machine[*Link], error) {
-	if link.Backoff == (backoff.Policy{}) {
-		link.Backoff = backoff.Links
-	}
-	return fsm.Add(l, Spec, ID, link, parent)
+func New(l *fsm.Loop, d *Link, parent fsm.Node) (*fsm.Machine[*Link], error) {
+	return fsm.Add(l, Spec, ID, d, parent)
 }
 
 func setServer(m *fsm.Machine[*Link], e fsm.Envelope) {
@@ -57,35 +53,6 @@ var serverChanged = &fsm.Guard[*Link]{Name: "changed", Fn: func(m *fsm.Machine[*
 	return ok && s != m.Data.Server
 }}
 
-func startSession(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	m.NewGeneration()
-	m.Data.Dials++
-	m.Data.cancel = m.Data.Effects.Connect(m.Worker(), m.Data.Server)
-}
+func connect(m *fsm.Machine[*Link]) func() { return m.Data.Effects.Connect(m.Worker(), m.Data.Server) }
 
-func endSession(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	if m.Data.cancel != nil {
-		m.Data.cancel()
-		m.Data.cancel = nil
-	}
-	// Late events of this session's worker are dropped from now on.
-	m.NewGeneration()
-}
-
-func connected(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	m.Data.Attempt = 0
-	m.Data.LastErr = ""
-}
-
-func recordErr(m *fsm.Machine[*Link], e fsm.Envelope) {
-	if err, ok := e.Data.(error); ok && err != nil {
-		m.Data.LastErr = err.Error()
-	}
-}
-
-func armRetry(m *fsm.Machine[*Link], _ fsm.Envelope) {
-	d := m.Data.Backoff.Delay(m.Data.Attempt, m.Data.Rand)
-	m.Data.Attempt++
-	m.Log().Debug("signal backoff", zap.Int("attempt", m.Data.Attempt), zap.Duration("delay", d), zap.String("err", m.Data.LastErr))
-	m.After(d, EvRetry, nil)
-}
+func connected(m *fsm.Machine[*Link], _ fsm.Envelope) { m.Data.Succeeded() }

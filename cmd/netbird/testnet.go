@@ -20,7 +20,7 @@ func newTestnetCmd() *cobra.Command {
 	var (
 		setupKeys                   []string
 		mgmtPort, signalPort, tPort int
-		logLevel                    string
+		logLevel, host              string
 	)
 	cmd := &cobra.Command{
 		Use:   "testnet",
@@ -29,7 +29,17 @@ func newTestnetCmd() *cobra.Command {
 signal server and a STUN/TURN server. It prints the management URL and a
 setup key, then serves until interrupted (SIGINT or SIGTERM).
 
-Point a client at it with:  netbird up --management-url URL --setup-key KEY`,
+Point clients at it. Without root (userspace WireGuard on netstack, one
+process, its own config; --wireguard-port 0 lets several share the host):
+
+  NB_USE_NETSTACK_MODE=true netbird up -F -c /tmp/nb1/config.json --log-file console \
+      --management-url URL --setup-key KEY --wireguard-port 0
+
+As root, on a TUN device, through the daemon:
+
+  sudo netbird service run --log-file console &
+  sudo netbird up --management-url URL --setup-key KEY
+  netbird status -d`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level, err := zapcore.ParseLevel(logLevel)
@@ -45,6 +55,7 @@ Point a client at it with:  netbird up --management-url URL --setup-key KEY`,
 
 			n, err := testnet.Start(testnet.Options{
 				Logger:     log,
+				Host:       host,
 				SetupKeys:  setupKeys,
 				MgmtPort:   mgmtPort,
 				SignalPort: signalPort,
@@ -62,6 +73,7 @@ Point a client at it with:  netbird up --management-url URL --setup-key KEY`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&setupKeys, "setup-key", nil, "valid setup key (repeatable; default: one random key)")
+	f.StringVar(&host, "host", testnet.Host, "IPv4 address to listen on and to hand out")
 	f.IntVar(&mgmtPort, "management-port", 0, "management port (0: any free port)")
 	f.IntVar(&signalPort, "signal-port", 0, "signal port (0: any free port)")
 	f.IntVar(&tPort, "turn-port", 0, "STUN/TURN UDP port (0: any free port)")

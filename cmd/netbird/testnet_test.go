@@ -134,3 +134,48 @@ func TestTestnetBadFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestTestnetHelpCommandsExist: every `netbird …` line of testnet's help
+// names a real command and real flags.
+func TestTestnetHelpCommandsExist(t *testing.T) {
+	root := newRootCmd()
+	long := newTestnetCmd().Long
+	checked := 0
+	for _, line := range strings.Split(strings.ReplaceAll(long, "\\\n", " "), "\n") {
+		i := strings.Index(line, "netbird ")
+		if i < 0 || strings.Contains(line, "netbird testnet") {
+			continue
+		}
+		words := strings.Fields(strings.TrimSuffix(line[i+len("netbird "):], "&"))
+		var path []string
+		for _, w := range words {
+			if strings.HasPrefix(w, "-") {
+				break
+			}
+			path = append(path, w)
+		}
+		cmd, rest, err := root.Find(path)
+		if err != nil || len(rest) > 0 {
+			t.Fatalf("help names `netbird %s`: no such command (%v)", strings.Join(path, " "), err)
+		}
+		for _, w := range words[len(path):] {
+			if !strings.HasPrefix(w, "-") {
+				continue
+			}
+			name := strings.TrimLeft(strings.SplitN(w, "=", 2)[0], "-")
+			var found bool
+			if strings.HasPrefix(w, "--") {
+				found = cmd.Flags().Lookup(name) != nil || cmd.InheritedFlags().Lookup(name) != nil
+			} else {
+				found = cmd.Flags().ShorthandLookup(name) != nil || cmd.InheritedFlags().ShorthandLookup(name) != nil
+			}
+			if !found {
+				t.Fatalf("help uses %s with `netbird %s`: no such flag", w, strings.Join(path, " "))
+			}
+		}
+		checked++
+	}
+	if checked < 3 {
+		t.Fatalf("help names %d netbird commands, want the up/service/status lines:\n%s", checked, long)
+	}
+}

@@ -83,10 +83,10 @@ var LampSpec = fsm.MustCompile(fsm.Spec[*Lamp]{
 				m.Data.Watts = w
 			}
 		}, Doc: "internal: a worker's measurement"},
-		{From: On, Event: Reset, To: On, Doc: "external: leaves and re-enters on (new timer, back to dim)"},
+		{From: On, Event: Reset, To: On, Reenter: true, Doc: "external: leaves and re-enters on (new timer, back to dim)"},
 		{From: Off, Event: Fail, To: Broken},
 		{From: On, Event: Fail, To: Broken},
-		{From: Off, Event: Repair, To: Off, Doc: "nothing to repair (self-transition: internal)"},
+		{From: Off, Event: Repair, Doc: "nothing to repair (internal)"},
 		{From: On, Event: Repair, Action: logf("repair while on")},
 		{From: Broken, Event: Repair, To: Off},
 	},

@@ -1,6 +1,7 @@
 // Package fsmtest holds test helpers for machines built on fsm: the totality
-// assertion every machine package runs, and a recorder of effects for
-// table-driven transition tests.
+// assertion every machine package runs, a recorder of effects for
+// table-driven transition tests, and what the fuzz targets of event
+// sequences share (Input, Timers, CheckStep, AssertStaleDropped).
 package fsmtest
 
 import (

@@ -8,6 +8,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/internal/fsmwatch"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/netping"
@@ -87,29 +89,21 @@ type node struct {
 	name    string
 	key     wgtypes.Key
 	c       *engine.Client
+	changes *fsmwatch.Changes // a token per transition, for until
 	started time.Time
 }
 
-// until polls a client's status (the demo harness, not the engine).
+// until waits for ok(status) of one client, re-checking it after each of
+// the client's transitions (the demo harness waits on events too).
 func until(ctx context.Context, nd *node, timeout time.Duration, what string, ok func(engine.Status) bool) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	err := nd.changes.Wait(ctx, timeout, func() (bool, error) {
 		s, err := nd.c.Status()
-		if err != nil {
-			return err
-		}
-		if ok(s) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("demo: %s: %s not reached within %v", nd.name, what, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+		return err == nil && ok(s), err
+	})
+	if errors.Is(err, fsmwatch.ErrTimeout) {
+		return fmt.Errorf("demo: %s: %s not reached within %v", nd.name, what, timeout)
 	}
+	return err
 }
 
 func connected(s engine.Status) int {
@@ -145,12 +139,12 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 			return err
 		}
 		out.names[peerfsm.ID(key.PublicKey())] = name
-		nodes = append(nodes, &node{name: name, key: key})
+		nodes = append(nodes, &node{name: name, key: key, changes: fsmwatch.NewChanges()})
 	}
 	for _, nd := range nodes {
 		nd.c, err = engine.NewClient(engine.ClientOptions{ManagementURL: n.ManagementURL(), PrivateKey: nd.key,
 			SetupKey: n.SetupKey(), Meta: mgmt.Meta{Hostname: nd.name, GoOS: "linux"}, Mode: wgiface.Netstack,
-			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(), Observers: []fsm.Observer{out.observer(nd.name)}})
+			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(), Observers: []fsm.Observer{out.observer(nd.name), nd.changes}})
 		if err != nil {
 			return err
 		}

@@ -12,8 +12,10 @@ import (
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/fsm/example"
+	"github.com/nbfsm/nbfsm/internal/netmon"
 	"github.com/nbfsm/nbfsm/mgmtfsm"
 	"github.com/nbfsm/nbfsm/peerfsm"
+	"github.com/nbfsm/nbfsm/relayfsm"
 	"github.com/nbfsm/nbfsm/signalfsm"
 )
 
@@ -26,6 +28,9 @@ func Machines() []fsm.Describer {
 		mgmtfsm.Spec,
 		signalfsm.Spec,
 		peerfsm.Spec,
+		netmon.Spec,
+		relayfsm.Spec,
+		relayfsm.ForeignSpec,
 	}
 }
 

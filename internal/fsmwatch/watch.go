@@ -5,6 +5,8 @@
 package fsmwatch
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -54,4 +56,51 @@ func (w *Watch) Until(machine string, state fsm.State, timeout time.Duration) ([
 
 func within(s, in fsm.State) bool {
 	return s == in || len(s) > len(in) && s[:len(in)] == in && s[len(in)] == '.'
+}
+
+// Changes is an fsm.Observer that says "something moved": every transition
+// leaves one token in a channel of capacity one, so a burst of transitions
+// wakes a waiter once. A harness that needs a derived condition (a status
+// that is a function of many machines) re-checks it on each token instead
+// of polling the status on a clock.
+type Changes struct {
+	c chan struct{}
+}
+
+// NewChanges returns an observer with no token pending.
+func NewChanges() *Changes { return &Changes{c: make(chan struct{}, 1)} }
+
+// Observe implements fsm.Observer; it never blocks the loop.
+func (ch *Changes) Observe(fsm.Record) {
+	select {
+	case ch.c <- struct{}{}:
+	default:
+	}
+}
+
+// C is the token channel.
+func (ch *Changes) C() <-chan struct{} { return ch.c }
+
+// ErrTimeout is returned by Wait when the condition did not hold in time.
+var ErrTimeout = errors.New("fsmwatch: condition not reached in time")
+
+// Wait checks ok now and again after every transition the observer sees,
+// until ok reports true, ok fails, ctx ends or the timeout passes. It never
+// wakes on a clock of its own: only a transition (or the deadline) does.
+func (ch *Changes) Wait(ctx context.Context, timeout time.Duration, ok func() (bool, error)) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		done, err := ok()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-ch.c:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("%w (%v)", ErrTimeout, timeout)
+		}
+	}
 }

@@ -8,7 +8,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -90,4 +93,23 @@ func Transient(ctx context.Context, err error) bool {
 		return true
 	}
 	return false
+}
+
+// Once closes a client's connection once: Close is idempotent, and Closed
+// tells calls made after it to fail at once. The zero value is open.
+type Once struct{ closed atomic.Bool }
+
+// Closed reports whether Close was called.
+func (o *Once) Closed() bool { return o.closed.Load() }
+
+// Close closes conn the first time it is called (prefix names the client in
+// the error) and does nothing after.
+func (o *Once) Close(prefix string, conn io.Closer) error {
+	if o.closed.Swap(true) {
+		return nil
+	}
+	if err := conn.Close(); err != nil {
+		return fmt.Errorf("%s: close: %w", prefix, err)
+	}
+	return nil
 }

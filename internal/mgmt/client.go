@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
-	"sync/atomic"
 
 	"github.com/nbfsm/nbfsm/internal/grpcdial"
 
@@ -81,17 +80,19 @@ type Client struct {
 	log     *zap.Logger
 	bad     *ratelog.Limiter
 	stats   Stats
-	closed  atomic.Bool
+	once    grpcdial.Once
 
-	serialMu  sync.Mutex
-	highest   uint64 // guarded by serialMu
-	delivered bool   // guarded by serialMu: highest is meaningful
+	serialMu sync.Mutex
+	serials  Serials // guarded by serialMu: of the maps delivered
 }
 
 // LoginResult is what a successful Login returns.
 type LoginResult struct {
 	Config Config
 	Peer   PeerConfig
+	// Checks are the file paths the account's posture checks look at:
+	// report them in Meta.Files (see CheckFiles) on the following Sync.
+	Checks []string
 }
 
 // Dial prepares a client of the management server at rawURL for the peer
@@ -159,15 +160,7 @@ func (c *Client) Target() string { return c.target }
 
 // Close closes the connection; blocked calls and streams end with an error.
 // It is idempotent.
-func (c *Client) Close() error {
-	if c.closed.Swap(true) {
-		return nil
-	}
-	if err := c.conn.Close(); err != nil {
-		return fmt.Errorf("mgmt: close: %w", err)
-	}
-	return nil
-}
+func (c *Client) Close() error { return c.once.Close("mgmt", c.conn) }
 
 // Stats returns the counters of this client.
 func (c *Client) Stats() StatsSnapshot { return c.stats.snapshot() }
@@ -177,13 +170,13 @@ func (c *Client) Stats() StatsSnapshot { return c.stats.snapshot() }
 // state was reset; normal reconnects must not call it.
 func (c *Client) ResetSerial() {
 	c.serialMu.Lock()
-	c.highest, c.delivered = 0, false
+	c.serials.Reset()
 	c.serialMu.Unlock()
 }
 
 // ServerKey fetches the server's current public key (GetServerKey).
 func (c *Client) ServerKey(ctx context.Context) (wgtypes.Key, error) {
-	if c.closed.Load() {
+	if c.once.Closed() {
 		return wgtypes.Key{}, ErrClosed
 	}
 	resp, err := c.rpc.GetServerKey(ctx, &mgmtpb.Empty{})
@@ -200,7 +193,7 @@ func (c *Client) ServerKey(ctx context.Context) (wgtypes.Key, error) {
 // Login logs the peer in, or registers it when setupKey is not empty. It is
 // one attempt; see the package doc for the registration flow.
 func (c *Client) Login(ctx context.Context, serverKey wgtypes.Key, setupKey string, meta Meta) (*LoginResult, error) {
-	if c.closed.Load() {
+	if c.once.Closed() {
 		return nil, ErrClosed
 	}
 	em, err := c.seal(serverKey, loginRequest(c.pubText, setupKey, meta))
@@ -209,7 +202,7 @@ func (c *Client) Login(ctx context.Context, serverKey wgtypes.Key, setupKey stri
 	}
 	resp, err := c.rpc.Login(ctx, em)
 	if err != nil {
-		return nil, classify(ctx, "login", err)
+		return nil, classifyLogin(ctx, err, setupKey != "")
 	}
 	var lr mgmtpb.LoginResponse
 	if err := nbcrypto.Open(c.priv, serverKey, resp.GetBody(), &lr); err != nil {
@@ -222,9 +215,59 @@ func (c *Client) Login(ctx context.Context, serverKey wgtypes.Key, setupKey stri
 	if err != nil {
 		return nil, fmt.Errorf("mgmt: login: %w: %w", ErrBadResponse, err)
 	}
-	res := &LoginResult{Config: convertConfig(lr.GetNetbirdConfig()), Peer: peer}
+	res := &LoginResult{Config: convertConfig(lr.GetNetbirdConfig()), Peer: peer, Checks: checkPaths(lr.GetChecks())}
 	c.logSkippedConfig(res.Config.Skipped)
 	return res, nil
+}
+
+// Logout deregisters this peer (NetBird's Logout: the body is a box of
+// Empty). Afterwards a Login without a setup key is refused.
+func (c *Client) Logout(ctx context.Context, serverKey wgtypes.Key) error {
+	if c.once.Closed() {
+		return ErrClosed
+	}
+	em, err := c.seal(serverKey, &mgmtpb.Empty{})
+	if err != nil {
+		return fmt.Errorf("mgmt: logout: %w", err)
+	}
+	if _, err := c.rpc.Logout(ctx, em); err != nil {
+		return classify(ctx, "logout", err)
+	}
+	return nil
+}
+
+// SyncMeta sends this peer's meta without a new Sync (PROTOCOL.md §3), for
+// when its addresses or posture-check files changed. One attempt.
+func (c *Client) SyncMeta(ctx context.Context, serverKey wgtypes.Key, meta Meta) error {
+	if c.once.Closed() {
+		return ErrClosed
+	}
+	em, err := c.seal(serverKey, &mgmtpb.SyncMetaRequest{Meta: meta.proto()})
+	if err != nil {
+		return fmt.Errorf("mgmt: sync meta: %w", err)
+	}
+	if _, err := c.rpc.SyncMeta(ctx, em); err != nil {
+		return classify(ctx, "sync meta", err)
+	}
+	return nil
+}
+
+// checkPaths flattens the posture checks' file lists, without empty or
+// repeated paths, bounded (a hostile server must not make us stat
+// millions of paths).
+func checkPaths(checks []*mgmtpb.Checks) []string {
+	const maxPaths = 256
+	seen := make(map[string]bool)
+	var out []string
+	for _, c := range checks {
+		for _, f := range c.GetFiles() {
+			if f != "" && !seen[f] && len(out) < maxPaths {
+				seen[f] = true
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
 
 // loginRequest is the LoginRequest of this peer. Official clients put the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/nbfsm/nbfsm/internal/grpcdial"
 	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
 )
 
@@ -52,11 +54,11 @@ func TestRegistrationFlow(t *testing.T) {
 		t.Fatalf("server key %v", sk)
 	}
 	_, err = c.Login(ctx, sk, "", testMeta)
-	if !errors.Is(err, ErrNotRegistered) || IsRetryable(err) {
+	if !errors.Is(err, ErrNotRegistered) || grpcdial.Retryable(err) {
 		t.Fatalf("first login = %v, want ErrNotRegistered", err)
 	}
 	_, err = c.Login(ctx, sk, "wrong-key", testMeta)
-	if !errors.Is(err, ErrSetupKeyRejected) || IsRetryable(err) {
+	if !errors.Is(err, ErrSetupKeyRejected) || grpcdial.Retryable(err) {
 		t.Fatalf("login with a wrong setup key = %v, want ErrSetupKeyRejected", err)
 	}
 	res, err := c.Login(ctx, sk, testSetupKey, testMeta)
@@ -110,12 +112,40 @@ func TestCallErrors(t *testing.T) {
 				_, errSync = s.Recv()
 			}
 			for what, err := range map[string]error{"server key": errKey, "login": errLogin, "sync": errSync} {
-				if !errors.Is(err, tt.want) || IsRetryable(err) != tt.retryable {
-					t.Errorf("%s: %v (retryable %v), want %v (retryable %v)", what, err, IsRetryable(err), tt.want, tt.retryable)
+				if !errors.Is(err, tt.want) || grpcdial.Retryable(err) != tt.retryable {
+					t.Errorf("%s: %v (retryable %v), want %v (retryable %v)", what, err, grpcdial.Retryable(err), tt.want, tt.retryable)
 				}
 			}
 			if !errors.Is(errSync, ErrStreamClosed) {
 				t.Errorf("sync: %v, want ErrStreamClosed", errSync)
+			}
+		})
+	}
+}
+
+// TestRegistrationRefused: with a setup key, NotFound and
+// FailedPrecondition both mean the key was refused (PROTOCOL.md §3); a
+// FailedPrecondition on a plain login stays a rejected request.
+func TestRegistrationRefused(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     codes.Code
+		setupKey string
+		want     error
+	}{
+		{"not found", codes.NotFound, "key", ErrSetupKeyRejected},
+		{"failed precondition", codes.FailedPrecondition, "key", ErrSetupKeyRejected},
+		{"failed precondition without setup key", codes.FailedPrecondition, "", ErrRequestRejected},
+		{"internal", codes.Internal, "key", ErrRequestRejected},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, url := startFakeMgmt(t)
+			c := dial(t, url, ownPriv)
+			f.set(status.Error(tt.code, "couldn't add peer: setup key is invalid"), false)
+			_, err := c.Login(testCtx(t), f.priv.PublicKey(), tt.setupKey, testMeta)
+			if !errors.Is(err, tt.want) || grpcdial.Retryable(err) {
+				t.Errorf("login: %v (retryable %v), want %v", err, grpcdial.Retryable(err), tt.want)
 			}
 		})
 	}
@@ -129,7 +159,7 @@ func TestServerDown(t *testing.T) {
 	url := "http://" + lis.Addr().String()
 	_ = lis.Close()
 	c := dial(t, url, ownPriv)
-	if _, err := c.ServerKey(testCtx(t)); !errors.Is(err, ErrUnavailable) || !IsRetryable(err) {
+	if _, err := c.ServerKey(testCtx(t)); !errors.Is(err, ErrUnavailable) || !grpcdial.Retryable(err) {
 		t.Fatalf("ServerKey = %v, want retryable ErrUnavailable", err)
 	}
 }
@@ -159,7 +189,7 @@ func TestBadResponses(t *testing.T) {
 			}
 			f.mu.Unlock()
 			if !tt.login {
-				if _, err := c.ServerKey(ctx); !errors.Is(err, tt.want) || IsRetryable(err) {
+				if _, err := c.ServerKey(ctx); !errors.Is(err, tt.want) || grpcdial.Retryable(err) {
 					t.Fatalf("ServerKey = %v, want %v", err, tt.want)
 				}
 				return
@@ -171,7 +201,7 @@ func TestBadResponses(t *testing.T) {
 			f.mu.Lock()
 			tt.setup(f)
 			f.mu.Unlock()
-			if _, err := c.Login(ctx, sk, "", testMeta); !errors.Is(err, tt.want) || IsRetryable(err) {
+			if _, err := c.Login(ctx, sk, "", testMeta); !errors.Is(err, tt.want) || grpcdial.Retryable(err) {
 				t.Fatalf("Login = %v, want %v", err, tt.want)
 			}
 		})
@@ -331,7 +361,7 @@ func TestSyncStream(t *testing.T) {
 	// The server ends the stream.
 	f.syncEnd <- status.Error(codes.Unavailable, "restarting")
 	_, err := recv(t, s)
-	if !errors.Is(err, ErrStreamClosed) || !IsRetryable(err) {
+	if !errors.Is(err, ErrStreamClosed) || !grpcdial.Retryable(err) {
 		t.Fatalf("Recv = %v, want retryable ErrStreamClosed", err)
 	}
 
@@ -364,7 +394,7 @@ func TestSyncUnregistered(t *testing.T) {
 	}
 	defer s.Close()
 	_, err = recv(t, s)
-	if !errors.Is(err, ErrStreamClosed) || !errors.Is(err, ErrNotRegistered) || IsRetryable(err) {
+	if !errors.Is(err, ErrStreamClosed) || !errors.Is(err, ErrNotRegistered) || grpcdial.Retryable(err) {
 		t.Fatalf("Recv = %v, want ErrStreamClosed and ErrNotRegistered", err)
 	}
 }
@@ -375,5 +405,46 @@ func TestDialRejects(t *testing.T) {
 			_ = c.Close()
 		}
 		t.Fatalf("Dial = %v, want ErrBadURL", err)
+	}
+}
+
+func TestCheckPaths(t *testing.T) {
+	got := checkPaths([]*mgmtpb.Checks{{Files: []string{"/a", "", "/b"}}, {Files: []string{"/a", "/c"}}})
+	if want := []string{"/a", "/b", "/c"}; !slices.Equal(got, want) {
+		t.Errorf("checkPaths = %q, want %q", got, want)
+	}
+}
+
+// TestSyncChecks: a map message's posture checks (field 6) replace the
+// last ones, none included; a config-only message changes them only when
+// it carries some; a message with checks alone is delivered.
+func TestSyncChecks(t *testing.T) {
+	f, url := startFakeMgmt(t)
+	c := dial(t, url, ownPriv)
+	s := openSync(t, f, c)
+	cfg := &mgmtpb.NetbirdConfig{Signal: &mgmtpb.HostConfig{Uri: "127.0.0.1:10000", Protocol: mgmtpb.HostConfig_HTTP}}
+	withChecks := mapMsg(1, peerA)
+	withChecks.Checks = []*mgmtpb.Checks{{Files: []string{"/a", "", "/b"}}, {Files: []string{"/a"}}}
+	f.push(own, withChecks)
+	f.push(own, &mgmtpb.SyncResponse{NetbirdConfig: cfg})
+	f.push(own, &mgmtpb.SyncResponse{Checks: []*mgmtpb.Checks{{Files: []string{"/c"}}}})
+	f.push(own, mapMsg(2, peerA))
+	tests := []struct {
+		has    bool
+		checks []string
+	}{
+		{true, []string{"/a", "/b"}},
+		{false, nil},
+		{true, []string{"/c"}},
+		{true, nil},
+	}
+	for i, tt := range tests {
+		u, err := recv(t, s)
+		if err != nil {
+			t.Fatalf("update %d: %v", i, err)
+		}
+		if u.HasChecks != tt.has || !slices.Equal(u.Checks, tt.checks) {
+			t.Errorf("update %d: checks %v (has %v), want %v (has %v)", i, u.Checks, u.HasChecks, tt.checks, tt.has)
+		}
 	}
 }

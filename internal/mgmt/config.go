@@ -2,13 +2,13 @@ package mgmt
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
 
 	"github.com/pion/stun"
 
+	"github.com/nbfsm/nbfsm/internal/grpcdial"
 	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
 )
 
@@ -128,7 +128,10 @@ func redact(s string) string {
 
 // PeerConfig is this peer's own configuration.
 type PeerConfig struct {
-	Address        netip.Prefix // overlay address with the network's prefix, e.g. 100.91.205.61/16
+	Address netip.Prefix // overlay address with the network's prefix, e.g. 100.91.205.61/16
+	// AddressV6 is the IPv6 overlay address with its prefix (address_v6,
+	// sent only to peers declaring capability 2); zero if none.
+	AddressV6      netip.Prefix
 	FQDN           string
 	MTU            int  // 0: not given, use the default
 	LazyConnection bool // the account enables lazy connections
@@ -179,24 +182,8 @@ func checkSignal(h *mgmtpb.HostConfig) error {
 	if p != ProtocolHTTP && p != ProtocolHTTPS {
 		return fmt.Errorf("%w: signal protocol %v, want HTTP or HTTPS", ErrBadHost, p)
 	}
-	if err := checkHostPort(h.GetUri()); err != nil {
-		return fmt.Errorf("%w: signal: %w", ErrBadHost, err)
-	}
-	return nil
-}
-
-// checkHostPort accepts "host:port" with a non-empty host and a port 1–65535.
-func checkHostPort(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return err
-	}
-	if host == "" {
-		return fmt.Errorf("empty host in %q", s)
-	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || n == 0 {
-		return fmt.Errorf("bad port in %q", s)
+	if err := grpcdial.CheckHostPort(h.GetUri()); err != nil {
+		return fmt.Errorf("%w: signal %q: %w", ErrBadHost, h.GetUri(), err)
 	}
 	return nil
 }
@@ -238,10 +225,41 @@ func convertPeerConfig(pb *mgmtpb.PeerConfig) (PeerConfig, error) {
 	if mtu < 0 || mtu > 65535 {
 		return PeerConfig{}, fmt.Errorf("%w: mtu %d", ErrBadPeerConfig, mtu)
 	}
+	v6, err := parseCompactPrefix(pb.GetAddressV6())
+	if err != nil {
+		return PeerConfig{}, fmt.Errorf("%w: address_v6: %w", ErrBadPeerConfig, err)
+	}
 	return PeerConfig{
 		Address:        addr,
+		AddressV6:      v6,
 		FQDN:           pb.GetFqdn(),
 		MTU:            mtu,
 		LazyConnection: pb.GetLazyConnectionEnabled(),
 	}, nil
+}
+
+// parseCompactPrefix parses PeerConfig.address_v6 (PROTOCOL.md §3): 16
+// address bytes and one prefix-length byte, or the 5-byte IPv4 form.
+// Empty is no address.
+func parseCompactPrefix(b []byte) (netip.Prefix, error) {
+	if len(b) == 0 {
+		return netip.Prefix{}, nil
+	}
+	if len(b) != 17 && len(b) != 5 {
+		return netip.Prefix{}, fmt.Errorf("%d bytes", len(b))
+	}
+	a, _ := netip.AddrFromSlice(b[:len(b)-1])
+	bits := int(b[len(b)-1])
+	if bits > a.BitLen() {
+		return netip.Prefix{}, fmt.Errorf("prefix length %d", bits)
+	}
+	return netip.PrefixFrom(a, bits), nil
+}
+
+// CompactPrefix is the compact wire form of p (see parseCompactPrefix).
+func CompactPrefix(p netip.Prefix) []byte {
+	if !p.IsValid() {
+		return nil
+	}
+	return append(p.Addr().AsSlice(), byte(p.Bits()))
 }

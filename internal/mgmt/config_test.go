@@ -3,11 +3,14 @@ package mgmt
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/nbfsm/nbfsm/internal/grpcdial"
 	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
 	"github.com/nbfsm/nbfsm/internal/version"
 )
@@ -158,8 +161,15 @@ func TestMetaProto(t *testing.T) {
 		pb.GetPlatform() != "x86_64" {
 		t.Fatalf("meta %v", pb)
 	}
-	if pb.GetNetbirdVersion() != version.Reported || pb.GetSyncMessageVersion() != 0 || len(pb.GetCapabilities()) != 0 {
+	if pb.GetNetbirdVersion() != version.Reported || pb.GetSyncMessageVersion() != 0 ||
+		!slices.Equal(pb.GetCapabilities(), []mgmtpb.PeerCapability{mgmtpb.PeerCapability_PeerCapabilitySourcePrefixes, mgmtpb.PeerCapability_PeerCapabilityIPv6Overlay}) {
 		t.Fatalf("version %q, syncMessageVersion %d, capabilities %v", pb.GetNetbirdVersion(), pb.GetSyncMessageVersion(), pb.GetCapabilities())
+	}
+	if f := pb.GetFlags(); f == nil || f.GetDisableFirewall() || f.GetBlockInbound() {
+		t.Fatalf("flags %v", f)
+	}
+	if f := (Meta{DisableFirewall: true, BlockInbound: true}).proto().GetFlags(); !f.GetDisableFirewall() || !f.GetBlockInbound() {
+		t.Fatalf("flags %v", f)
 	}
 	if h := (Meta{}).proto().GetHostname(); h != FallbackHostname {
 		t.Fatalf("empty hostname sent as %q", h)
@@ -170,6 +180,9 @@ func TestDefaultMeta(t *testing.T) {
 	m := DefaultMeta()
 	if m.Hostname == "" || m.GoOS != runtime.GOOS || m.OS == "" {
 		t.Fatalf("DefaultMeta() = %+v", m)
+	}
+	if m.Flags != NbfsmFlags || m.Flags.LazyConns {
+		t.Errorf("DefaultMeta flags %+v, want %+v (no DNS, no routes, eager)", m.Flags, NbfsmFlags)
 	}
 }
 
@@ -194,7 +207,7 @@ func TestProtocolString(t *testing.T) {
 	}
 }
 
-func TestIsRetryable(t *testing.T) {
+func TestRetryable(t *testing.T) {
 	tests := []struct {
 		err  error
 		want bool
@@ -213,8 +226,40 @@ func TestIsRetryable(t *testing.T) {
 		{errors.New("other"), false},
 	}
 	for _, tt := range tests {
-		if got := IsRetryable(tt.err); got != tt.want {
-			t.Errorf("IsRetryable(%v) = %v, want %v", tt.err, got, tt.want)
+		if got := grpcdial.Retryable(tt.err); got != tt.want {
+			t.Errorf("grpcdial.Retryable(%v) = %v, want %v", tt.err, got, tt.want)
 		}
+	}
+}
+
+func TestCompactPrefix(t *testing.T) {
+	v6 := netip.MustParsePrefix("fd00:6e62:6673::2/64")
+	tests := []struct {
+		name    string
+		b       []byte
+		want    netip.Prefix
+		wantErr bool
+	}{
+		{"none", nil, netip.Prefix{}, false},
+		{"ipv6", CompactPrefix(v6), v6, false},
+		{"ipv6 /128", append(netip.MustParseAddr("fde5::7").AsSlice(), 128), netip.MustParsePrefix("fde5::7/128"), false},
+		{"ipv4 form", []byte{100, 64, 0, 7, 10}, netip.MustParsePrefix("100.64.0.7/10"), false},
+		{"prefix too long", append(netip.MustParseAddr("fde5::7").AsSlice(), 129), netip.Prefix{}, true},
+		{"bad length", []byte{1, 2, 3}, netip.Prefix{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCompactPrefix(tt.b)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("parse = %v, %v; want %v (error %v)", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+	pc, err := convertPeerConfig(&mgmtpb.PeerConfig{Address: "100.64.0.2/10", AddressV6: CompactPrefix(v6)})
+	if err != nil || pc.AddressV6 != v6 {
+		t.Errorf("convertPeerConfig: %v %v", pc.AddressV6, err)
+	}
+	if _, err := convertPeerConfig(&mgmtpb.PeerConfig{Address: "100.64.0.2/10", AddressV6: []byte{1}}); !errors.Is(err, ErrBadPeerConfig) {
+		t.Errorf("bad address_v6: %v", err)
 	}
 }

@@ -8,7 +8,7 @@
 //
 //   - Every call is ONE attempt. There is no retry and no backoff here; a
 //     failed call returns a classified error at once and the machine decides
-//     (a backoff state with one timer). [IsRetryable] tells transport failures
+//     (a backoff state with one timer). [grpcdial.Retryable] tells transport failures
 //     from rejected requests.
 //   - Every call returns promptly when its context is cancelled.
 //   - The client starts no goroutine of its own. A worker owned by the machine
@@ -56,6 +56,11 @@
 //     or a key already listed is skipped with a reason in NetworkMap.Skipped;
 //     the rest of the map applies. An offline peer that is also online is
 //     skipped as a duplicate. Allowed IPs are masked to their canonical form.
+//   - FirewallRules (field 8) and firewallRulesIsEmpty (9) become
+//     NetworkMap.Firewall: neither means a legacy server (Managed false:
+//     allow all); otherwise the valid rules ([ConvertFirewallRule]), and the
+//     rest in Firewall.Skipped with ErrBadRule or ErrUnsupportedRule. Meta
+//     declares capability 1, so rules carry sourcePrefixes too.
 //
 // [SyncStream.Recv] drops maps whose Serial is lower than the highest one
 // this Client ever delivered, across its streams (equal serials apply); a

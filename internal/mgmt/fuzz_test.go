@@ -10,13 +10,15 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nbfsm/nbfsm/internal/filter"
 	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
 )
 
 // FuzzNetworkMap feeds ConvertNetworkMap and the config conversion with
 // arbitrary SyncResponse bytes. They must never panic, a rejected map must
 // be ErrBadPeerConfig, and an accepted one must hold unique, valid peers,
-// none of them us, and account for every input entry (kept or skipped).
+// none of them us, usable firewall rules, and account for every input entry
+// and rule (kept or skipped).
 //
 // The seed corpus is in testdata/fuzz/FuzzNetworkMap; regenerate it with
 // NBFSM_WRITE_CORPUS=1 go test -run TestWriteNetworkMapCorpus.
@@ -75,6 +77,7 @@ func checkMap(t *testing.T, resp *mgmtpb.SyncResponse, nm *NetworkMap) {
 		}
 	}
 	m := resp.GetNetworkMap()
+	checkFirewall(t, m, nm.Firewall)
 	online := len(m.GetRemotePeers())
 	if online == 0 && !m.GetRemotePeersIsEmpty() {
 		online = len(resp.GetRemotePeers())
@@ -82,6 +85,37 @@ func checkMap(t *testing.T, resp *mgmtpb.SyncResponse, nm *NetworkMap) {
 	if got, want := len(nm.Peers)+len(nm.Offline)+len(nm.Skipped), online+len(m.GetOfflinePeers()); got != want {
 		t.Fatalf("%d entries kept or skipped, %d in the input", got, want)
 	}
+}
+
+// checkFirewall: every input rule is kept or skipped for a typed reason,
+// kept rules are usable by the filter, and Managed follows fields 8 and 9.
+func checkFirewall(t *testing.T, m *mgmtpb.NetworkMap, fw Firewall) {
+	t.Helper()
+	if got, want := len(fw.Rules)+len(fw.Skipped), len(m.GetFirewallRules()); got != want {
+		t.Fatalf("%d rules kept or skipped, %d in the input", got, want)
+	}
+	if fw.Managed != (len(m.GetFirewallRules()) > 0 || m.GetFirewallRulesIsEmpty()) {
+		t.Fatalf("managed %v for %d rules, empty flag %v", fw.Managed, len(m.GetFirewallRules()), m.GetFirewallRulesIsEmpty())
+	}
+	for _, r := range fw.Rules {
+		if !r.Peer.IsValid() || r.Peer.Is4In6() || r.Peer.Zone() != "" || r.Ports.First > r.Ports.Last ||
+			(r.Ports.First == 0) != (r.Ports.Last == 0) ||
+			!r.Ports.Any() && r.Protocol != filter.ProtoTCP && r.Protocol != filter.ProtoUDP ||
+			r.Protocol > filter.ProtoICMP || r.Action > filter.Drop || r.Direction > filter.Out {
+			t.Fatalf("unusable rule kept: %+v", r)
+		}
+	}
+	for _, s := range fw.Skipped {
+		if !errors.Is(s.Reason, ErrBadRule) && !errors.Is(s.Reason, ErrUnsupportedRule) {
+			t.Fatalf("rule skipped for an untyped reason: %v", s)
+		}
+		if len(s.Entry) > maxEntryText+len("…") {
+			t.Fatalf("skipped rule text not truncated: %d bytes", len(s.Entry))
+		}
+	}
+	// The filter compiles whatever was kept.
+	f := filter.New()
+	f.SetPolicy(filter.Policy{Mode: filter.Enforce, Rules: fw.Rules})
 }
 
 // networkMapSeeds are the committed seed inputs.
@@ -99,7 +133,19 @@ func networkMapSeeds() map[string]*mgmtpb.SyncResponse {
 	bad.NetworkMap.RemotePeers = append(bad.NetworkMap.RemotePeers,
 		&mgmtpb.RemotePeerConfig{WgPubKey: "not-a-key"}, rp(peerB, "100.91.205.63"), rp(own, "100.91.205.61/32"),
 		rp(peerA, "100.91.205.62/32"), rp(peerC, "fd00::1/64", "10.0.0.0/8"))
+	fw := mapMsg(10, peerA)
+	fw.NetworkMap.FirewallRules = []*mgmtpb.FirewallRule{
+		{PeerIP: "100.91.205.62", Protocol: mgmtpb.RuleProtocol_TCP, Port: "22", PolicyID: []byte("policy-1")},
+		{PeerIP: "100.91.205.62", Protocol: mgmtpb.RuleProtocol_UDP, PortInfo: &mgmtpb.PortInfo{PortSelection: &mgmtpb.PortInfo_Range_{Range: &mgmtpb.PortInfo_Range{Start: 5000, End: 6000}}}},
+		{PeerIP: "100.91.205.62", Direction: mgmtpb.RuleDirection_OUT, Action: mgmtpb.RuleAction_DROP, Protocol: mgmtpb.RuleProtocol_ICMP},
+		{PeerIP: "0.0.0.0", SourcePrefixes: [][]byte{{0, 0, 0, 0, 0}}, Protocol: mgmtpb.RuleProtocol_ALL},
+		{PeerIP: "::", SourcePrefixes: [][]byte{append(make([]byte, 16), 0)}, Protocol: mgmtpb.RuleProtocol_TCP, PortInfo: &mgmtpb.PortInfo{PortSelection: &mgmtpb.PortInfo_Port{Port: 443}}},
+		{PeerIP: "bad", Protocol: mgmtpb.RuleProtocol_TCP, Port: "x"},
+		{PeerIP: "100.91.205.62", Protocol: mgmtpb.RuleProtocol_CUSTOM},
+	}
 	return map[string]*mgmtpb.SyncResponse{
+		"firewall":    fw,
+		"fw-empty":    {NetworkMap: &mgmtpb.NetworkMap{Serial: 11, FirewallRulesIsEmpty: true}},
 		"full":        full,
 		"bad-entries": bad,
 		"empty-flag":  {RemotePeers: []*mgmtpb.RemotePeerConfig{rp(peerA, "100.91.205.62/32")}, NetworkMap: &mgmtpb.NetworkMap{Serial: 3, RemotePeersIsEmpty: true}},

@@ -9,6 +9,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/nbfsm/nbfsm/internal/filter"
 	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
 )
 
@@ -216,5 +217,109 @@ func TestConvertNetworkMapIsPure(t *testing.T) {
 	}
 	if resp.NetworkMap.RemotePeers[0].AllowedIps[0] != "100.91.205.62/32" {
 		t.Fatal("input changed")
+	}
+}
+
+func TestConvertFirewallRule(t *testing.T) {
+	ip := netip.MustParseAddr
+	compact4 := []byte{100, 64, 0, 7, 32}
+	compact6 := append(netip.MustParseAddr("fd00::7").AsSlice(), 128)
+	mapped := append(netip.AddrFrom16(ip("100.64.0.8").As16()).AsSlice(), 128)
+	rng := func(a, b uint32) *mgmtpb.PortInfo {
+		return &mgmtpb.PortInfo{PortSelection: &mgmtpb.PortInfo_Range_{Range: &mgmtpb.PortInfo_Range{Start: a, End: b}}}
+	}
+	port := func(p uint32) *mgmtpb.PortInfo {
+		return &mgmtpb.PortInfo{PortSelection: &mgmtpb.PortInfo_Port{Port: p}}
+	}
+	tcp := mgmtpb.RuleProtocol_TCP
+	tests := []struct {
+		name string
+		in   *mgmtpb.FirewallRule
+		want filter.Rule
+		err  error
+	}{
+		{"tcp port text", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, Port: "22", PolicyID: []byte("p1")},
+			filter.Rule{Peer: ip("100.64.0.2"), Protocol: filter.ProtoTCP, Ports: filter.PortRange{First: 22, Last: 22}, PolicyID: "p1"}, nil},
+		{"udp range, drop, out", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Direction: mgmtpb.RuleDirection_OUT, Action: mgmtpb.RuleAction_DROP, Protocol: mgmtpb.RuleProtocol_UDP, PortInfo: rng(5000, 6000)},
+			filter.Rule{Peer: ip("100.64.0.2"), Direction: filter.Out, Action: filter.Drop, Protocol: filter.ProtoUDP, Ports: filter.PortRange{First: 5000, Last: 6000}}, nil},
+		{"range 0-0 is every port", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, PortInfo: rng(0, 0)},
+			filter.Rule{Peer: ip("100.64.0.2"), Protocol: filter.ProtoTCP}, nil},
+		{"portinfo port wins over text", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, Port: "80", PortInfo: port(443)},
+			filter.Rule{Peer: ip("100.64.0.2"), Protocol: filter.ProtoTCP, Ports: filter.PortRange{First: 443, Last: 443}}, nil},
+		{"portinfo port 0 falls back to text", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, Port: "80", PortInfo: port(0)},
+			filter.Rule{Peer: ip("100.64.0.2"), Protocol: filter.ProtoTCP, Ports: filter.PortRange{First: 80, Last: 80}}, nil},
+		{"icmp ignores ports", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: mgmtpb.RuleProtocol_ICMP, Port: "80"},
+			filter.Rule{Peer: ip("100.64.0.2"), Protocol: filter.ProtoICMP}, nil},
+		{"all, wildcard", &mgmtpb.FirewallRule{PeerIP: "0.0.0.0", Protocol: mgmtpb.RuleProtocol_ALL},
+			filter.Rule{Peer: ip("0.0.0.0"), Protocol: filter.ProtoAll}, nil},
+		{"sourcePrefixes v4 wins over PeerIP", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", SourcePrefixes: [][]byte{compact4}, Protocol: mgmtpb.RuleProtocol_ALL},
+			filter.Rule{Peer: ip("100.64.0.7"), Protocol: filter.ProtoAll}, nil},
+		{"sourcePrefixes v6", &mgmtpb.FirewallRule{PeerIP: "::", SourcePrefixes: [][]byte{compact6}, Protocol: mgmtpb.RuleProtocol_ALL},
+			filter.Rule{Peer: ip("fd00::7"), Protocol: filter.ProtoAll}, nil},
+		{"sourcePrefixes v4-mapped is unmapped", &mgmtpb.FirewallRule{SourcePrefixes: [][]byte{mapped}, Protocol: mgmtpb.RuleProtocol_ALL},
+			filter.Rule{Peer: ip("100.64.0.8"), Protocol: filter.ProtoAll}, nil},
+		{"sourcePrefixes wildcard", &mgmtpb.FirewallRule{SourcePrefixes: [][]byte{{0, 0, 0, 0, 0}}, Protocol: mgmtpb.RuleProtocol_ALL},
+			filter.Rule{Peer: ip("0.0.0.0"), Protocol: filter.ProtoAll}, nil},
+		{"bad compact length", &mgmtpb.FirewallRule{SourcePrefixes: [][]byte{{1, 2, 3}}, Protocol: tcp}, filter.Rule{}, ErrBadRule},
+		{"bad compact prefix length", &mgmtpb.FirewallRule{SourcePrefixes: [][]byte{{1, 2, 3, 4, 33}}, Protocol: tcp}, filter.Rule{}, ErrBadRule},
+		{"bad peer IP", &mgmtpb.FirewallRule{PeerIP: "100.64.0", Protocol: tcp}, filter.Rule{}, ErrBadRule},
+		{"CIDR as peer IP", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2/32", Protocol: tcp}, filter.Rule{}, ErrBadRule},
+		{"empty peer IP", &mgmtpb.FirewallRule{Protocol: tcp}, filter.Rule{}, ErrBadRule},
+		{"bad port text", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, Port: "ssh"}, filter.Rule{}, ErrBadRule},
+		{"port 0 text", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, Port: "0"}, filter.Rule{}, ErrBadRule},
+		{"port too big", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, PortInfo: port(70000)}, filter.Rule{}, ErrBadRule},
+		{"inverted range", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, PortInfo: rng(90, 80)}, filter.Rule{}, ErrBadRule},
+		{"range end too big", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, PortInfo: rng(80, 65536)}, filter.Rule{}, ErrBadRule},
+		{"unknown direction", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, Direction: 7}, filter.Rule{}, ErrBadRule},
+		{"unknown action", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: tcp, Action: 7}, filter.Rule{}, ErrBadRule},
+		{"custom protocol", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: mgmtpb.RuleProtocol_CUSTOM}, filter.Rule{}, ErrUnsupportedRule},
+		{"netbird ssh", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: mgmtpb.RuleProtocol_NETBIRD_SSH}, filter.Rule{}, ErrUnsupportedRule},
+		{"unknown protocol", &mgmtpb.FirewallRule{PeerIP: "100.64.0.2"}, filter.Rule{}, ErrUnsupportedRule},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ConvertFirewallRule(tt.in)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err %v, want %v", err, tt.err)
+			}
+			if err == nil && got != tt.want {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConvertFirewall(t *testing.T) {
+	good := &mgmtpb.FirewallRule{PeerIP: "100.64.0.2", Protocol: mgmtpb.RuleProtocol_ALL}
+	bad := &mgmtpb.FirewallRule{PeerIP: "x", Protocol: mgmtpb.RuleProtocol_ALL}
+	tests := []struct {
+		name          string
+		rules         []*mgmtpb.FirewallRule
+		empty         bool
+		managed       bool
+		kept, skipped int
+	}{
+		{"legacy server: neither rules nor flag", nil, false, false, 0, 0},
+		{"empty flag: deny all", nil, true, true, 0, 0},
+		{"rules", []*mgmtpb.FirewallRule{good, bad, good}, false, true, 2, 1},
+		{"only bad rules: still managed", []*mgmtpb.FirewallRule{bad}, false, true, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &mgmtpb.SyncResponse{NetworkMap: &mgmtpb.NetworkMap{Serial: 1, FirewallRules: tt.rules, FirewallRulesIsEmpty: tt.empty}}
+			nm, err := ConvertNetworkMap(own, resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fw := nm.Firewall
+			if fw.Managed != tt.managed || len(fw.Rules) != tt.kept || len(fw.Skipped) != tt.skipped {
+				t.Fatalf("firewall %+v", fw)
+			}
+			for _, s := range fw.Skipped {
+				if !errors.Is(s.Reason, ErrBadRule) || !strings.HasPrefix(s.Entry, "rule ") {
+					t.Fatalf("skipped %v", s)
+				}
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/nbfsm/nbfsm/internal/grpcdial"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
@@ -212,10 +213,10 @@ func TestRoundTripServerRestart(t *testing.T) {
 	first := waitForPeer(t, s, b.priv.PublicKey())
 
 	n.Mgmt.Stop()
-	if _, err := recvUpdate(t, s); !errors.Is(err, mgmt.ErrStreamClosed) || !mgmt.IsRetryable(err) {
+	if _, err := recvUpdate(t, s); !errors.Is(err, mgmt.ErrStreamClosed) || !grpcdial.Retryable(err) {
 		t.Fatalf("Recv across a server stop = %v, want retryable ErrStreamClosed", err)
 	}
-	if _, err := a.c.ServerKey(ctx); !errors.Is(err, mgmt.ErrUnavailable) || !mgmt.IsRetryable(err) {
+	if _, err := a.c.ServerKey(ctx); !errors.Is(err, mgmt.ErrUnavailable) || !grpcdial.Retryable(err) {
 		t.Fatalf("ServerKey of a stopped server = %v, want retryable ErrUnavailable", err)
 	}
 	if err := n.Mgmt.Start(); err != nil {
@@ -229,7 +230,7 @@ func TestRoundTripServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Login(ctx, oldKey, "", meta); !errors.Is(err, mgmt.ErrRequestRejected) || mgmt.IsRetryable(err) {
+	if _, err := c.Login(ctx, oldKey, "", meta); !errors.Is(err, mgmt.ErrRequestRejected) || grpcdial.Retryable(err) {
 		t.Fatalf("Login sealed to the old server key = %v, want ErrRequestRejected", err)
 	}
 	newKey, err := c.ServerKey(ctx)
@@ -324,5 +325,34 @@ func TestRoundTripCraftedMaps(t *testing.T) {
 	}
 	if st := a.c.Stats(); st.StaleMaps < 1 || st.SkippedEntries < 3 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestRoundTripLogout: Logout deregisters the peer; its next login without
+// a setup key is refused, a second Logout too.
+func TestRoundTripLogout(t *testing.T) {
+	n, err := testnet.Start(testnet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	p := register(ctx, t, n, "leaver")
+	sk, err := p.c.ServerKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.c.Logout(ctx, sk); err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	if len(n.Mgmt.Peers()) != 0 {
+		t.Fatalf("peer still registered: %+v", n.Mgmt.Peers())
+	}
+	if _, err := p.c.Login(ctx, sk, "", mgmt.Meta{Hostname: "leaver", GoOS: "linux"}); !errors.Is(err, mgmt.ErrNotRegistered) {
+		t.Fatalf("login after logout = %v, want ErrNotRegistered", err)
+	}
+	if err := p.c.Logout(ctx, sk); !errors.Is(err, mgmt.ErrNotRegistered) {
+		t.Fatalf("second Logout = %v, want ErrNotRegistered", err)
 	}
 }

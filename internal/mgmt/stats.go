@@ -21,7 +21,7 @@ type StatsSnapshot struct {
 	StaleMaps      uint64 // maps dropped: Serial lower than one already delivered
 	BadBodies      uint64 // stream messages that did not open or decode
 	BadMaps        uint64 // maps rejected whole (ErrBadPeerConfig)
-	SkippedEntries uint64 // peers and config entries skipped in delivered updates
+	SkippedEntries uint64 // peers, firewall rules and config entries skipped in delivered updates
 	EmptyUpdates   uint64 // messages with neither a config nor a map
 }
 

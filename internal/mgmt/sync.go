@@ -27,7 +27,7 @@ type SyncStream struct {
 // first message: Recv does. The stream lives until ctx is cancelled, Close is
 // called, or the server or the connection ends it.
 func (c *Client) Sync(ctx context.Context, serverKey wgtypes.Key, meta Meta) (*SyncStream, error) {
-	if c.closed.Load() {
+	if c.once.Closed() {
 		return nil, ErrClosed
 	}
 	em, err := c.seal(serverKey, &mgmtpb.SyncRequest{Meta: meta.proto()})
@@ -83,7 +83,7 @@ func (c *Client) convert(serverKey wgtypes.Key, em *mgmtpb.EncryptedMessage) (u 
 	}
 	nm, err := ConvertNetworkMap(c.pub, &resp)
 	switch {
-	case u.Config == nil && nm == nil && err == nil:
+	case u.Config == nil && nm == nil && err == nil && len(resp.GetChecks()) == 0:
 		c.stats.emptyUpdates.Add(1)
 		return Update{}, false
 	case err != nil:
@@ -102,8 +102,15 @@ func (c *Client) convert(serverKey wgtypes.Key, em *mgmtpb.EncryptedMessage) (u 
 			c.bad.Warn("bad-entry", "unexpected network map entry skipped",
 				zap.String("peer", short(sk.Entry)), zap.NamedError("err", sk.Reason))
 		}
+		skipped += len(nm.Firewall.Skipped)
+		for _, sk := range nm.Firewall.Skipped {
+			c.bad.Warn("bad-rule", "unexpected firewall rule skipped", zap.NamedError("err", fmt.Errorf("%q: %w", sk.Entry, sk.Reason)))
+		}
 	}
-	if u.Config == nil && u.Map == nil {
+	if u.Map != nil || len(resp.GetChecks()) > 0 {
+		u.Checks, u.HasChecks = checkPaths(resp.GetChecks()), true
+	}
+	if u.Config == nil && u.Map == nil && !u.HasChecks {
 		return Update{}, false // a dropped map, already counted
 	}
 	c.stats.updates.Add(1)
@@ -116,11 +123,7 @@ func (c *Client) convert(serverKey wgtypes.Key, em *mgmtpb.EncryptedMessage) (u 
 func (c *Client) acceptSerial(serial uint64) bool {
 	c.serialMu.Lock()
 	defer c.serialMu.Unlock()
-	if c.delivered && serial < c.highest {
-		return false
-	}
-	c.highest, c.delivered = serial, true
-	return true
+	return c.serials.Admit(serial)
 }
 
 func (c *Client) logSkippedConfig(skipped []Skipped) {

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$(go env GOPATH)/bin:$PATH"
-for d in mgmtpb signalpb; do
+for d in mgmtpb signalpb daemonpb; do
   protoc -I "$d" -I /usr/include \
     --go_out="$d" --go_opt=paths=source_relative \
     --go-grpc_out="$d" --go-grpc_opt=paths=source_relative \

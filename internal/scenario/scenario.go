@@ -9,16 +9,13 @@ package scenario
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,6 +24,7 @@ import (
 
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/internal/fsmwatch"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/netping"
@@ -52,37 +50,12 @@ type process struct {
 	switches   uint64
 }
 
-// sample reads the counters: CPU and context switches first, then a GC for
-// an honest heap figure (the GC's own cost falls outside the window).
+// sample reads the counters (measure, bench.go): CPU and context switches
+// first, then a GC for an honest heap figure (the GC's own cost falls
+// outside the window).
 func sample() process {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	p := process{at: time.Now(), cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), switches: contextSwitches()}
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	p.goroutines, p.heap = runtime.NumGoroutine(), ms.HeapAlloc
-	return p
-}
-
-// contextSwitches sums the voluntary and involuntary context switches of
-// every thread of the process (Linux; 0 elsewhere).
-func contextSwitches() uint64 {
-	tasks, _ := filepath.Glob("/proc/self/task/*/status")
-	var n uint64
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "voluntary_ctxt_switches:") || strings.HasPrefix(line, "nonvoluntary_ctxt_switches:") {
-				v, _ := strconv.ParseUint(strings.TrimSpace(line[strings.Index(line, ":")+1:]), 10, 64)
-				n += v
-			}
-		}
-	}
-	return n
+	u := measure(true)
+	return process{at: u.at, goroutines: u.goroutines, heap: u.heap, cpu: u.cpu, switches: uint64(u.switches)}
 }
 
 // warnings counts log entries at warn level and above of every client: the
@@ -95,44 +68,47 @@ func countingLogger() *zap.Logger {
 }
 
 type client struct {
-	c   *engine.Client
-	key wgtypes.Key
+	c       *engine.Client
+	key     wgtypes.Key
+	changes *fsmwatch.Changes
 }
 
 func newClient(n *testnet.Network, name string) (*client, error) {
+	return newClientWith(n, name, false)
+}
+
+func newClientWith(n *testnet.Network, name string, measure bool) (*client, error) {
 	key, err := nbcrypto.GenerateKey()
 	if err != nil {
 		return nil, err
 	}
+	changes := fsmwatch.NewChanges()
 	c, err := engine.NewClient(engine.ClientOptions{ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: name, GoOS: runtime.GOOS}, Mode: wgiface.Netstack,
-		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: countingLogger()})
+		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: countingLogger(), Observers: []fsm.Observer{changes},
+		MeasureDispatch: measure})
 	if err != nil {
 		return nil, err
 	}
 	if err := c.Start(context.Background()); err != nil {
 		return nil, err
 	}
-	return &client{c: c, key: key}, nil
+	return &client{c: c, key: key, changes: changes}, nil
 }
 
-// until polls the client's status (this is a measurement harness, not the
-// engine) until ok or the deadline.
-func until(c *engine.Client, what string, ok func(engine.Status) bool) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s, err := c.Status()
-		if err != nil {
-			return err
-		}
-		if ok(s) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("scenario: %s: not reached in 30 s (engine %s)", what, s.State)
-		}
-		time.Sleep(20 * time.Millisecond)
+// until waits for ok(status), re-checking it after each of the client's
+// transitions: the harness waits on events, it does not poll the status.
+func until(c *client, what string, ok func(engine.Status) bool) error {
+	var last engine.Status
+	err := c.changes.Wait(context.Background(), 30*time.Second, func() (bool, error) {
+		s, err := c.c.Status()
+		last = s
+		return err == nil && ok(s), err
+	})
+	if errors.Is(err, fsmwatch.ErrTimeout) {
+		return fmt.Errorf("scenario: %s: not reached in 30 s (engine %s)", what, last.State)
 	}
+	return err
 }
 
 func countIn(s engine.Status, in fsm.State) int {
@@ -182,14 +158,14 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer a.c.Close()
-	if err := until(a.c, "logged in", func(s engine.Status) bool { return s.Serial > 0 }); err != nil {
+	if err := until(a, "logged in", func(s engine.Status) bool { return s.Serial > 0 }); err != nil {
 		return err
 	}
 	st, _ := a.c.Status()
 
 	// Phase 1: signal down, N peers in the map → all parked.
 	n.Signal.Stop()
-	if err := until(a.c, "signal down", func(s engine.Status) bool { return s.State == "running.signal-down" }); err != nil {
+	if err := until(a, "signal down", func(s engine.Status) bool { return s.State == "running.signal-down" }); err != nil {
 		return err
 	}
 	before := sample()
@@ -200,7 +176,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := n.Mgmt.PushMap(a.key.PublicKey(), nm); err != nil {
 		return err
 	}
-	if err := until(a.c, "peers parked", func(s engine.Status) bool { return countIn(s, peerfsm.Parked) == o.Peers }); err != nil {
+	if err := until(a, "peers parked", func(s engine.Status) bool { return countIn(s, peerfsm.Parked) == o.Peers }); err != nil {
 		return err
 	}
 	parked := sample()
@@ -222,7 +198,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := n.Signal.Start(); err != nil {
 		return err
 	}
-	if err := until(a.c, "peers offering", func(s engine.Status) bool { return countIn(s, peerfsm.Offering) == o.Peers }); err != nil {
+	if err := until(a, "peers offering", func(s engine.Status) bool { return countIn(s, peerfsm.Offering) == o.Peers }); err != nil {
 		return err
 	}
 	off := sample()
@@ -249,7 +225,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer p2.c.Close()
 	for _, c := range []*client{p1, p2} {
-		if err := until(c.c, "connected", func(s engine.Status) bool { return countIn(s, peerfsm.Connected) == 1 }); err != nil {
+		if err := until(c, "connected", func(s engine.Status) bool { return countIn(s, peerfsm.Connected) == 1 }); err != nil {
 			return err
 		}
 	}
@@ -276,7 +252,7 @@ func Run(ctx context.Context, o Options) error {
 	// tunnel kept), compare the pair with and without its peers.
 	n2.Signal.Stop()
 	for _, c := range []*client{p1, p2} {
-		if err := until(c.c, "signal down", func(s engine.Status) bool { return s.State == "running.signal-down" }); err != nil {
+		if err := until(c, "signal down", func(s engine.Status) bool { return s.State == "running.signal-down" }); err != nil {
 			return err
 		}
 	}
@@ -289,7 +265,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	for _, c := range []*client{p1, p2} {
-		if err := until(c.c, "peers removed", func(s engine.Status) bool { return len(s.Peers) == 0 }); err != nil {
+		if err := until(c, "peers removed", func(s engine.Status) bool { return len(s.Peers) == 0 }); err != nil {
 			return err
 		}
 	}
@@ -336,5 +312,62 @@ func idle(ctx context.Context, out io.Writer, c *engine.Client, o Options, title
 		float64(p1.switches-p0.switches)/min, (p1.cpu-p0.cpu).Seconds()/min, p1.goroutines, float64(p1.heap)/(1<<20))
 	fmt.Fprintf(out, "  management %s (%d sessions), signal %s (%d sessions), timers armed %d, warn/error log lines %d\n",
 		s1.Management.State, s1.Management.Sessions, s1.Signal.State, s1.Signal.Sessions, s1.Loop.TimersArmed, warnings.Load()-w0)
+	return nil
+}
+
+// RunOffline measures the normal state of a real network: both servers up
+// and o.Peers peers in the map that are offline (they never answer an
+// offer). It watches two consecutive windows of o.Duration: the first holds
+// the first resends, the second what an unanswered peer costs for good.
+func RunOffline(ctx context.Context, o Options) error {
+	if o.Peers <= 0 {
+		o.Peers = 1000
+	}
+	if o.Duration <= 0 {
+		o.Duration = time.Minute
+	}
+	out := o.Out
+	n, err := testnet.Start(testnet.Options{})
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	fmt.Fprintf(out, "scenario offline: %d offline peers in the map, servers up, %v per window, GOMAXPROCS %d\n",
+		o.Peers, o.Duration, runtime.GOMAXPROCS(0))
+	a, err := newClientWith(n, "scenario-offline", true)
+	if err != nil {
+		return err
+	}
+	defer a.c.Close()
+	if err := until(a, "signal up", func(s engine.Status) bool {
+		return s.Serial > 0 && strings.HasPrefix(string(s.State), "running.signal-up")
+	}); err != nil {
+		return err
+	}
+	st, _ := a.c.Status()
+	nm, err := fakeMap(st.Serial+1, o.Peers)
+	if err != nil {
+		return err
+	}
+	if err := n.Mgmt.PushMap(a.key.PublicKey(), nm); err != nil {
+		return err
+	}
+	if err := until(a, "peers unparked", func(s engine.Status) bool {
+		return len(s.Peers) == o.Peers && countIn(s, peerfsm.Parked) == 0
+	}); err != nil {
+		return err
+	}
+	if s, err := a.c.Status(); err == nil {
+		fmt.Fprintf(out, "longest single dispatch so far (login, the %d-peer map, unparking): %v\n", o.Peers, s.Loop.MaxDispatch)
+	}
+	for w := 1; w <= 2; w++ {
+		sends := n.Signal.Sends()
+		if err := idle(ctx, out, a.c, o, fmt.Sprintf("window %d: %d offline peers, servers up", w, o.Peers)); err != nil {
+			return err
+		}
+		s, _ := a.c.Status()
+		fmt.Fprintf(out, "  offers (signal sends) %.0f/min; peers offering %d, waiting %d\n",
+			float64(n.Signal.Sends()-sends)/o.Duration.Minutes(), countIn(s, peerfsm.Offering), countIn(s, peerfsm.Waiting))
+	}
 	return nil
 }

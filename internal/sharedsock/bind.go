@@ -3,10 +3,8 @@ package sharedsock
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -110,6 +108,9 @@ func (b *bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		return e.relay.send(b.s, bufs)
 	}
 	s := b.s
+	if s.faulty(e.addr) {
+		return nil // a test's fault drops the path (fault.go)
+	}
 	if len(bufs) == 1 {
 		if err := s.writeTo(bufs[0], e.addr); err != nil {
 			return fmt.Errorf("sharedsock: send to %s: %w", e.addr, err)
@@ -117,62 +118,40 @@ func (b *bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		s.stats.wgOut.Add(1)
 		return nil
 	}
-	if !s.noGSO.Load() {
-		n, ok, err := s.writeGSO(bufs, e.addr)
-		s.stats.wgOut.Add(uint64(n))
-		if ok {
-			if err != nil {
-				return fmt.Errorf("sharedsock: send to %s: %w", e.addr, err)
-			}
-			return nil
-		}
+	gso := gsoAvailable && !s.noGSO.Load()
+	n, refused, err := s.writeBatch(bufs, e.udpAddr(), gso)
+	s.stats.wgOut.Add(uint64(n))
+	if refused {
+		// Only an error that means "unsupported" turns GSO off for good.
 		s.noGSO.Store(true)
 		s.log.Debug("UDP segmentation offload unavailable; sending with sendmmsg", zap.Error(err))
+		var m int
+		m, _, err = s.writeBatch(bufs[n:], e.udpAddr(), false)
+		s.stats.wgOut.Add(uint64(m))
 	}
-	// A batch goes out with sendmmsg: one system call instead of one per
-	// datagram (one sendto each was half of the CPU under iperf3).
-	mp := sendPool.Get().(*[]ipv4.Message)
-	defer sendPool.Put(mp)
-	to := net.UDPAddrFromAddrPort(e.addr)
-	for len(bufs) > 0 {
-		msgs := (*mp)[:min(len(bufs), len(*mp))]
-		for i := range msgs {
-			msgs[i].Buffers[0], msgs[i].Addr = bufs[i], to
-		}
-		n, err := s.batch.WriteBatch(msgs, 0)
-		for i := range msgs {
-			msgs[i].Buffers[0], msgs[i].Addr = nil, nil
-		}
-		if err == nil && n == 0 {
-			err = io.ErrShortWrite
-		}
-		if err != nil {
-			return fmt.Errorf("sharedsock: send to %s: %w", e.addr, err)
-		}
-		s.stats.wgOut.Add(uint64(n))
-		bufs = bufs[n:]
+	if err != nil {
+		return fmt.Errorf("sharedsock: send to %s: %w", e.addr, err)
 	}
 	return nil
 }
 
-// sendPool holds message arrays for batched sends (wireguard-go sends from
-// several goroutines at once).
-var sendPool = sync.Pool{New: func() any {
-	msgs := make([]ipv4.Message, conn.IdealBatchSize)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-	}
-	return &msgs
-}}
-
 // receiveSocket returns the receive function reading the UDP socket for
 // wireguard-go generation gen. Datagrams that are not WireGuard are handled
 // on the spot (STUN to the responder or mux) and their slot gets size 0.
+//
+// With receive coalescing (UDP GRO) one read slot takes a run of up to
+// maxGROSegments datagrams of one source, so only the last groReadSlots of
+// the slots are read into and splitGRO spreads their datagrams over all of
+// them; each datagram is classified on its own (a STUN message of the same
+// flow may be the shorter last one of a run).
 func (b *bind) receiveSocket(gen uint64) conn.ReceiveFunc {
 	s := b.s
 	msgs := make([]ipv4.Message, conn.IdealBatchSize)
 	for i := range msgs {
 		msgs[i].Buffers = make([][]byte, 1)
+		if s.gro {
+			msgs[i].OOB = make([]byte, groOOBSize)
+		}
 	}
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		s.rd.Lock()
@@ -183,12 +162,17 @@ func (b *bind) receiveSocket(gen uint64) conn.ReceiveFunc {
 		s.rd.bindReaders++
 		s.rd.Unlock()
 		n := min(len(packets), len(msgs))
+		readAt := 0
+		if s.gro {
+			readAt = n - groReadSlots(n)
+		}
 		for {
 			for i := range n {
 				msgs[i].Buffers[0] = packets[i]
 				msgs[i].N = 0
+				msgs[i].OOB = msgs[i].OOB[:cap(msgs[i].OOB)]
 			}
-			got, err := s.batch.ReadBatch(msgs[:n], 0)
+			got, err := s.batch.ReadBatch(msgs[readAt:n], 0)
 			if err != nil && isTimeout(err) && !b.leaving(gen) {
 				continue // a stale kick; the kicker resets the deadline
 			}
@@ -199,30 +183,67 @@ func (b *bind) receiveSocket(gen uint64) conn.ReceiveFunc {
 				}
 				return 0, fmt.Errorf("sharedsock: read: %w", err)
 			}
-			now := time.Now().UnixNano()
-			for i := range got {
-				m := &msgs[i]
-				sizes[i] = 0
-				ua, ok := m.Addr.(*net.UDPAddr)
-				if !ok {
-					s.stats.dropped.Add(1)
-					continue
+			if s.gro {
+				read := got
+				var dropped int
+				got, dropped = splitGRO(msgs[:n], readAt, got)
+				if dropped > 0 {
+					s.stats.dropped.Add(uint64(dropped))
 				}
-				from := canonical(ua.AddrPort())
-				data := packets[i][:m.N]
-				if Classify(data) != ClassWireGuard {
-					s.dispatchNonWireGuard(data, from)
-					continue
+				if got > read {
+					s.stats.coalesced.Add(1)
 				}
-				e := s.eps.get(from)
-				e.lastRecv.Store(now)
-				s.stats.wgIn.Add(1)
-				sizes[i] = m.N
-				eps[i] = e
 			}
+			s.deliverBatch(msgs[:got], packets, sizes, eps)
 			return got, nil
 		}
 	}
+}
+
+// deliverBatch fills sizes and eps for the datagrams read into msgs (their
+// data in packets): WireGuard gets its size and endpoint, the rest is
+// dispatched here and gets size 0. Consecutive datagrams from one source
+// (a split coalesced run shares its address value) cost one endpoint
+// lookup.
+func (s *Socket) deliverBatch(msgs []ipv4.Message, packets [][]byte, sizes []int, eps []conn.Endpoint) {
+	now := time.Now().UnixNano()
+	var (
+		lastAddr net.Addr
+		from     netip.AddrPort
+		e        *Endpoint
+		wg       uint64
+		dropSrc  bool
+	)
+	fault := s.faultFor()
+	for i := range msgs {
+		m := &msgs[i]
+		sizes[i] = 0
+		if m.Addr != lastAddr || m.Addr == nil {
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				s.stats.dropped.Add(1)
+				continue
+			}
+			lastAddr, from, e = m.Addr, canonical(ua.AddrPort()), nil
+			dropSrc = fault != nil && fault(from)
+		}
+		if dropSrc {
+			continue
+		}
+		data := packets[i][:m.N]
+		if Classify(data) != ClassWireGuard {
+			s.dispatchNonWireGuard(data, from)
+			continue
+		}
+		if e == nil {
+			e = s.eps.get(from)
+			e.lastRecv.Store(now)
+		}
+		wg++
+		sizes[i] = m.N
+		eps[i] = e
+	}
+	s.stats.wgIn.Add(wg)
 }
 
 // leaving reports whether the socket reader of generation gen must stop.
@@ -250,12 +271,18 @@ func (b *bind) receiveRelay(done <-chan struct{}) conn.ReceiveFunc {
 	s := b.s
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		var p relayPacket
-		select {
-		case p = <-s.relays.in:
-		case <-done:
-			return 0, net.ErrClosed
-		case <-s.closing:
-			return 0, net.ErrClosed
+		for {
+			select {
+			case p = <-s.relays.in:
+			case <-done:
+				return 0, net.ErrClosed
+			case <-s.closing:
+				return 0, net.ErrClosed
+			}
+			if !p.stale() {
+				break
+			}
+			p.release()
 		}
 		n := 0
 		for {
@@ -268,6 +295,15 @@ func (b *bind) receiveRelay(done <-chan struct{}) conn.ReceiveFunc {
 			}
 			select {
 			case p = <-s.relays.in:
+				for p.stale() {
+					p.release()
+					select {
+					case p = <-s.relays.in:
+						continue
+					default:
+						return n, nil
+					}
+				}
 			default:
 				return n, nil
 			}

@@ -38,6 +38,10 @@
 // Only one goroutine reads the socket at any time: wireguard-go's receive
 // routine while the Bind is open, the standby reader otherwise.
 //
+// STUN checks (stuncheck.go) follow RFC 5389 §15.4–15.5 for attributes
+// that come after FINGERPRINT, as official peers' Binding requests have
+// (0x8100 after FINGERPRINT): pion's FINGERPRINT check would reject them.
+//
 // Path-loss input: LastReceive(addr) is an atomic per-endpoint time of the
 // last WireGuard datagram, stamped by the receive path. The package keeps no
 // timers.

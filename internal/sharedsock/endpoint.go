@@ -1,6 +1,7 @@
 package sharedsock
 
 import (
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ type Endpoint struct {
 	addr     netip.AddrPort
 	relay    *relay // nil for a direct endpoint
 	lastRecv atomic.Int64
+	udp      atomic.Pointer[net.UDPAddr] // addr for sendmmsg, made on the first send
 }
 
 var _ conn.Endpoint = (*Endpoint)(nil)
@@ -37,6 +39,17 @@ func (e *Endpoint) LastReceive() time.Time {
 		return time.Unix(0, ns)
 	}
 	return time.Time{}
+}
+
+// udpAddr is addr as the *net.UDPAddr the batched send takes, made once
+// per endpoint instead of once per batch. Senders only read it.
+func (e *Endpoint) udpAddr() *net.UDPAddr {
+	if a := e.udp.Load(); a != nil {
+		return a
+	}
+	a := net.UDPAddrFromAddrPort(e.addr)
+	e.udp.Store(a)
+	return a
 }
 
 // ClearSrc is a no-op: the shared socket does not pin source addresses.
@@ -69,10 +82,21 @@ const maxTrackedEndpoints = 4096
 // evicted when the table is full.
 const staleEndpointAge = 2 * time.Minute
 
-// endpointTable maps a remote address to its one Endpoint.
+// evictTries bounds the work of one insertion into a full table: that many
+// of the oldest entries are looked at (a recent one goes to the back, a
+// stale one is evicted). Sources are spoofable, so a new source address
+// never costs a scan of the table under the write lock.
+const evictTries = 4
+
+// endpointTable maps a remote address to its one Endpoint. Direct endpoints
+// are also kept in insertion order (a FIFO with second chances) so that a
+// full table evicts in amortized O(1).
 type endpointTable struct {
-	mu sync.RWMutex
-	m  map[netip.AddrPort]*Endpoint
+	mu     sync.RWMutex
+	m      map[netip.AddrPort]*Endpoint
+	fifo   []*Endpoint // direct endpoints, oldest first from head; may hold removed ones
+	head   int
+	direct int // direct endpoints in m
 }
 
 func newEndpointTable() *endpointTable {
@@ -99,19 +123,56 @@ func (t *endpointTable) get(addr netip.AddrPort) *Endpoint {
 		return e
 	}
 	e := &Endpoint{addr: addr}
-	if len(t.m) >= maxTrackedEndpoints {
-		t.evictStaleLocked(time.Now())
-		if len(t.m) >= maxTrackedEndpoints {
-			return e
-		}
+	if t.direct >= maxTrackedEndpoints && !t.evictLocked(time.Now()) {
+		return e
 	}
 	t.m[addr] = e
+	t.direct++
+	t.pushLocked(e)
 	return e
+}
+
+func (t *endpointTable) pushLocked(e *Endpoint) {
+	if t.head > 0 && t.head >= len(t.fifo)/2 {
+		// Compact: amortized O(1) per push.
+		n := copy(t.fifo, t.fifo[t.head:])
+		clear(t.fifo[n:])
+		t.fifo, t.head = t.fifo[:n], 0
+	}
+	t.fifo = append(t.fifo, e)
+}
+
+// evictLocked looks at no more than evictTries of the oldest direct
+// endpoints and evicts the first stale one. It reports whether there is
+// room now.
+func (t *endpointTable) evictLocked(now time.Time) bool {
+	cutoff := now.Add(-staleEndpointAge).UnixNano()
+	for range evictTries {
+		if t.head >= len(t.fifo) {
+			break
+		}
+		e := t.fifo[t.head]
+		t.fifo[t.head] = nil
+		t.head++
+		if t.m[e.addr] != e {
+			continue // removed meanwhile
+		}
+		if e.lastRecv.Load() < cutoff {
+			delete(t.m, e.addr)
+			t.direct--
+			return true
+		}
+		t.pushLocked(e) // recent: a second chance at the back
+	}
+	return t.direct < maxTrackedEndpoints
 }
 
 // put registers a relay endpoint under its virtual address.
 func (t *endpointTable) put(e *Endpoint) {
 	t.mu.Lock()
+	if old := t.m[e.addr]; old != nil && old.relay == nil {
+		t.direct--
+	}
 	t.m[e.addr] = e
 	t.mu.Unlock()
 }
@@ -121,17 +182,11 @@ func (t *endpointTable) remove(e *Endpoint) {
 	t.mu.Lock()
 	if t.m[e.addr] == e {
 		delete(t.m, e.addr)
-	}
-	t.mu.Unlock()
-}
-
-func (t *endpointTable) evictStaleLocked(now time.Time) {
-	cutoff := now.Add(-staleEndpointAge).UnixNano()
-	for a, e := range t.m {
-		if e.relay == nil && e.lastRecv.Load() < cutoff {
-			delete(t.m, a)
+		if e.relay == nil {
+			t.direct--
 		}
 	}
+	t.mu.Unlock()
 }
 
 // canonical unmaps IPv4-in-IPv6 so that one remote has one key.

@@ -29,3 +29,17 @@ var (
 // socket's: the shared socket cannot move, because ICE candidates already
 // name it.
 var ErrPortFixed = errors.New("sharedsock: listen port is fixed at Listen")
+
+// Errors of the STUN checks (stuncheck.go).
+var (
+	// ErrBadSTUN is a message whose header or attributes do not parse.
+	ErrBadSTUN = errors.New("sharedsock: malformed stun message")
+	// ErrBadFingerprint is a FINGERPRINT that does not match the message.
+	ErrBadFingerprint = errors.New("sharedsock: stun fingerprint mismatch")
+	// ErrNoFingerprint is a message without FINGERPRINT.
+	ErrNoFingerprint = errors.New("sharedsock: stun message has no fingerprint")
+	// ErrBadIntegrity is a MESSAGE-INTEGRITY that does not match the key.
+	ErrBadIntegrity = errors.New("sharedsock: stun message integrity mismatch")
+	// ErrNoIntegrity is a message without MESSAGE-INTEGRITY.
+	ErrNoIntegrity = errors.New("sharedsock: stun message has no integrity")
+)

@@ -2,7 +2,18 @@
 
 package sharedsock
 
-import "net/netip"
+// No UDP segmentation offload: every datagram is its own message.
+const (
+	gsoAvailable   = false
+	maxGSOSegments = 1
+	maxGSOBytes    = 0
+)
 
-// writeGSO is not available: the caller uses sendmmsg.
-func (s *Socket) writeGSO([][]byte, netip.AddrPort) (int, bool, error) { return 0, false, nil }
+// gsoControlSize is the control buffer of one segmented message (none).
+const gsoControlSize = 0
+
+// putGSOControl is never called without segmentation offload.
+func putGSOControl([]byte, uint16) []byte { return nil }
+
+// gsoUnsupported: nothing is ever sent segmented.
+func gsoUnsupported(error) bool { return false }

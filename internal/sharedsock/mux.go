@@ -7,9 +7,6 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/pion/logging"
-	"go.uber.org/zap"
 )
 
 // muxQueueLen bounds the STUN datagrams waiting for the mux's reader. STUN
@@ -72,7 +69,11 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !ok {
 		return 0, fmt.Errorf("%w: %T", ErrBadEndpoint, addr)
 	}
-	n, err := c.s.udp.WriteToUDPAddrPort(b, canonical(ua.AddrPort()))
+	to := canonical(ua.AddrPort())
+	if c.s.faulty(to) {
+		return len(b), nil
+	}
+	n, err := c.s.udp.WriteToUDPAddrPort(b, to)
 	if err == nil {
 		c.s.stats.stunOut.Add(1)
 	}
@@ -96,22 +97,3 @@ func (c *muxConn) SetReadDeadline(time.Time) error { return nil }
 
 // SetWriteDeadline is a no-op, see SetDeadline.
 func (c *muxConn) SetWriteDeadline(time.Time) error { return nil }
-
-// pionLogger adapts zap to pion's LeveledLogger. pion's debug and trace
-// chatter goes to zap's debug level.
-type pionLogger struct{ l *zap.SugaredLogger }
-
-var _ logging.LeveledLogger = pionLogger{}
-
-func newPionLogger(l *zap.Logger) pionLogger { return pionLogger{l.Named("pion").Sugar()} }
-
-func (p pionLogger) Trace(msg string)                          { p.l.Debug(msg) }
-func (p pionLogger) Tracef(format string, args ...interface{}) { p.l.Debugf(format, args...) }
-func (p pionLogger) Debug(msg string)                          { p.l.Debug(msg) }
-func (p pionLogger) Debugf(format string, args ...interface{}) { p.l.Debugf(format, args...) }
-func (p pionLogger) Info(msg string)                           { p.l.Info(msg) }
-func (p pionLogger) Infof(format string, args ...interface{})  { p.l.Infof(format, args...) }
-func (p pionLogger) Warn(msg string)                           { p.l.Debug(msg) } // pion's warnings are routine
-func (p pionLogger) Warnf(format string, args ...interface{})  { p.l.Debugf(format, args...) }
-func (p pionLogger) Error(msg string)                          { p.l.Error(msg) }
-func (p pionLogger) Errorf(format string, args ...interface{}) { p.l.Errorf(format, args...) }

@@ -45,6 +45,18 @@ type relayPacket struct {
 func (p relayPacket) data() []byte { return (*p.buf)[:p.n] }
 func (p relayPacket) release()     { relayBufPool.Put(p.buf) }
 
+// stale: the packet's relay was stopped while it was queued. WireGuard must
+// not see it: it would roam the peer's endpoint back to the dead relay
+// endpoint, after a new one replaced it.
+func (p relayPacket) stale() bool {
+	select {
+	case <-p.ep.relay.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // relay bridges one peer's WireGuard traffic through a relayed ICE
 // connection.
 type relay struct {

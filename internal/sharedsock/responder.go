@@ -107,13 +107,10 @@ func (r *responder) handle(s *Socket, b []byte, from netip.AddrPort) bool {
 
 // reply checks a Binding request against pwd and builds pion's answer.
 func reply(req *stun.Message, pwd string, from netip.AddrPort) ([]byte, error) {
-	if err := stun.MessageIntegrity([]byte(pwd)).Check(req); err != nil {
-		return nil, fmt.Errorf("integrity: %w", err)
-	}
-	if req.Contains(stun.AttrFingerprint) {
-		if err := stun.Fingerprint.Check(req); err != nil {
-			return nil, fmt.Errorf("fingerprint: %w", err)
-		}
+	// Our checks, not pion's: official peers put an attribute after
+	// FINGERPRINT, which stun.Fingerprint.Check rejects (stuncheck.go).
+	if err := CheckRequest(req.Raw, pwd); err != nil {
+		return nil, fmt.Errorf("check: %w", err)
 	}
 	out, err := stun.Build(req, stun.BindingSuccess,
 		&stun.XORMappedAddress{IP: from.Addr().AsSlice(), Port: int(from.Port())},

@@ -1,6 +1,7 @@
 package sharedsock
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -123,4 +124,102 @@ func checkReply(t *testing.T, c *net.UDPConn, req *stun.Message, pwd string, map
 	if got, _ := netip.AddrFromSlice(xa.IP); got.Unmap() != mapped.Addr() || xa.Port != int(mapped.Port()) {
 		t.Errorf("xor-mapped-address = %v, want %v", xa, mapped)
 	}
+}
+
+// TestResponderOfficialRequest: a Binding request with 0x8100 after
+// FINGERPRINT, as official peers send every 2 s on a selected pair, is
+// answered; the same request with a wrong password is not.
+func TestResponderOfficialRequest(t *testing.T) {
+	const ufrag, pwd = "localufragABCDEF", "localpasswordlocalpasswordABCDEF"
+	s := listen(t)
+	c := client(t)
+	cancel, err := s.Respond(ufrag, pwd, addrOf(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	bad := officialStyle(t, ufrag+":remote", "wrongpasswordwrongpasswordwrongp")
+	send(t, c, s.LocalAddr(), bad)
+	raw := officialStyle(t, ufrag+":remote", pwd)
+	send(t, c, s.LocalAddr(), raw)
+	req := &stun.Message{Raw: raw}
+	if err := req.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	checkReply(t, c, req, pwd, addrOf(c)) // the first datagram back: bad got none
+	// The bad one was handled (dropped) before the good one was read; the
+	// Responded count of the good one may still be on its way.
+	if st := s.Stats(); st.Dropped != 1 {
+		t.Errorf("dropped %d, want 1", st.Dropped)
+	}
+}
+
+// TestAgentOfficialRequest: pion's own agent (checking, or on a relayed
+// pair) on the shared socket's mux answers the official request too: it
+// checks MESSAGE-INTEGRITY with pion's check, which already skips what
+// follows it, and never checks FINGERPRINT on inbound requests. So the
+// demux hands STUN to the mux unchanged.
+func TestAgentOfficialRequest(t *testing.T) {
+	const ufrag, pwd = "localufragABCDEF", "localpasswordlocalpasswordABCDEF"
+	const rufrag, rpwd = "remoteufragABCDE", "remotepasswordremotepasswordABCD"
+	s := listen(t)
+	c := client(t)
+	agent, err := ice.NewAgent(&ice.AgentConfig{
+		LocalUfrag: ufrag, LocalPwd: pwd,
+		NetworkTypes:     []ice.NetworkType{ice.NetworkTypeUDP4},
+		CandidateTypes:   []ice.CandidateType{ice.CandidateTypeHost},
+		MulticastDNSMode: ice.MulticastDNSModeDisabled,
+		UDPMux:           s.UDPMux(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := make(chan struct{})
+	_ = agent.OnCandidate(func(cand ice.Candidate) {
+		if cand == nil {
+			close(gathered)
+		}
+	})
+	if err := agent.GatherCandidates(); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	ctx, stop := context.WithCancel(context.Background())
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		_, _ = agent.Accept(ctx, rufrag, rpwd)
+	}()
+	defer func() {
+		stop()
+		<-accepted
+		_ = agent.Close()
+	}()
+	// The agent answers once its remote credentials are set by Accept:
+	// resend until an answer arrives, bounded by the failure deadline.
+	_ = c.SetReadDeadline(time.Now().Add(deadline))
+	buf := make([]byte, 1500)
+	for start := time.Now(); time.Since(start) < deadline; {
+		raw := officialStyle(t, ufrag+":"+rufrag, pwd)
+		send(t, c, s.LocalAddr(), raw)
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		for {
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			m := &stun.Message{Raw: buf[:n]}
+			if m.Decode() != nil || m.Type != stun.BindingSuccess {
+				continue // the agent's own checks towards us
+			}
+			if m.TransactionID != [stun.TransactionIDSize]byte(raw[8:20]) {
+				continue
+			}
+			if err := stun.MessageIntegrity([]byte(pwd)).Check(m); err != nil {
+				t.Fatalf("answer integrity: %v", err)
+			}
+			return
+		}
+	}
+	t.Fatal("pion's agent never answered the official request")
 }

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/nbfsm/nbfsm/internal/pionlog"
 )
 
 // Stats are the socket's counters since Listen.
@@ -32,6 +34,7 @@ type Stats struct {
 
 type counters struct {
 	wgIn, wgOut, stunIn, stunOut, responded, punches, dropped, relayIn, relayOut atomic.Uint64
+	coalesced                                                                    atomic.Uint64 // received buffers that held more than one datagram (UDP GRO)
 }
 
 // batchConn is what ipv4.PacketConn and ipv6.PacketConn share (their
@@ -47,15 +50,18 @@ type Socket struct {
 	udp   *net.UDPConn
 	batch batchConn   // recvmmsg/sendmmsg on udp
 	noGSO atomic.Bool // the kernel refused UDP segmentation offload
+	gro   bool        // the kernel coalesces received datagrams (UDP_GRO)
 	local netip.AddrPort
 
 	mux     *ice.UniversalUDPMuxDefault
+	muxView *addrMux // mux with listen addresses that follow the host
 	muxConn *muxConn
 	resp    *responder
 	eps     *endpointTable
 	relays  *relayTable
 	stats   counters
 	bind    *bind
+	fault   atomic.Pointer[func(netip.AddrPort) bool] // tests only: fault.go
 
 	// rd guards which goroutine reads the socket: wireguard-go through the
 	// Bind's receive function while the Bind is open, else the standby
@@ -104,6 +110,7 @@ func Listen(addr netip.AddrPort, log *zap.Logger) (*Socket, error) {
 		eps:     newEndpointTable(),
 		relays:  newRelayTable(),
 		closing: make(chan struct{}),
+		gro:     enableGRO(udp),
 	}
 	if network == "udp6" {
 		s.batch = ipv6.NewPacketConn(udp)
@@ -114,9 +121,10 @@ func Listen(addr netip.AddrPort, log *zap.Logger) (*Socket, error) {
 	s.bind = &bind{s: s}
 	s.muxConn = newMuxConn(s)
 	s.mux = ice.NewUniversalUDPMuxDefault(ice.UniversalUDPMuxParams{
-		Logger:  newPionLogger(s.log),
+		Logger:  pionlog.New(s.log.Named("pion")),
 		UDPConn: s.muxConn,
 	})
+	s.muxView = &addrMux{UniversalUDPMuxDefault: s.mux}
 	s.rd.Lock()
 	s.startStandbyLocked()
 	s.rd.Unlock()
@@ -130,7 +138,7 @@ func (s *Socket) Bind() conn.Bind { return s.bind }
 
 // UDPMux returns the ICE mux shared by every agent: set it as both UDPMux and
 // UDPMuxSrflx in ice.AgentConfig.
-func (s *Socket) UDPMux() ice.UniversalUDPMux { return s.mux }
+func (s *Socket) UDPMux() ice.UniversalUDPMux { return s.muxView }
 
 // LocalAddr is the bound address, with the port the kernel picked.
 func (s *Socket) LocalAddr() netip.AddrPort { return s.local }
@@ -214,8 +222,9 @@ func (s *Socket) standbyLoop() {
 		s.rd.Unlock()
 	}()
 	buf := make([]byte, 64<<10)
+	oob := make([]byte, groOOBSize)
 	for {
-		n, from, err := s.udp.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := s.udp.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if isTimeout(err) {
 				s.rd.Lock()
@@ -232,12 +241,25 @@ func (s *Socket) standbyLoop() {
 			return
 		}
 		from = canonical(from)
-		switch Classify(buf[:n]) {
-		case ClassWireGuard:
-			s.stats.dropped.Add(1)
-		default:
-			s.dispatchNonWireGuard(buf[:n], from)
+		if s.faulty(from) {
+			continue
 		}
+		seg, err := groSegmentSize(oob[:oobn])
+		if err != nil {
+			s.stats.dropped.Add(1)
+			continue
+		}
+		if seg > 0 && seg < n {
+			s.stats.coalesced.Add(1)
+		}
+		segments(buf[:n], seg, func(d []byte) { // one datagram unless coalesced (UDP GRO)
+			switch Classify(d) {
+			case ClassWireGuard:
+				s.stats.dropped.Add(1)
+			default:
+				s.dispatchNonWireGuard(d, from)
+			}
+		})
 	}
 }
 
@@ -263,6 +285,9 @@ func isTimeout(err error) bool {
 
 // writeTo sends one datagram on the socket.
 func (s *Socket) writeTo(b []byte, to netip.AddrPort) error {
+	if s.faulty(to) {
+		return nil
+	}
 	_, err := s.udp.WriteToUDPAddrPort(b, to)
 	return err
 }

@@ -5,12 +5,14 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
 	"github.com/nbfsm/nbfsm/internal/testnet/mgmtsrv"
+	"github.com/nbfsm/nbfsm/internal/testnet/relaysrv"
 	"github.com/nbfsm/nbfsm/internal/testnet/signalsrv"
 	"github.com/nbfsm/nbfsm/internal/testnet/turnsrv"
 )
@@ -34,16 +36,25 @@ type Options struct {
 	Host string
 
 	// Fixed ports for manual runs (0 → any free port).
-	MgmtPort, SignalPort, TURNPort int
+	MgmtPort, SignalPort, TURNPort, RelayPort int
+
+	// RelayHealthInterval and RelayHealthTimeout configure the relay's
+	// health checks (0 → the relay's defaults, 25 s and 20 s).
+	RelayHealthInterval, RelayHealthTimeout time.Duration
 }
 
-// Network is a running test network. Mgmt and Signal expose the servers'
-// fault hooks; Turn is the STUN/TURN server (not the NetBird relay, which the
-// test network does not run).
+// RelaySecret is the secret the test network's management signs relay
+// tokens with and its relay checks them with.
+const RelaySecret = "testnet-relay-secret"
+
+// Network is a running test network. Mgmt, Signal and Relay expose the
+// servers' fault hooks; Turn is the STUN/TURN server; Relay is the NetBird
+// relay, handed out by management with tokens signed with RelaySecret.
 type Network struct {
 	Mgmt   *mgmtsrv.Server
 	Signal *signalsrv.Server
 	Turn   *turnsrv.Server
+	Relay  *relaysrv.Server
 
 	setupKey string
 }
@@ -58,7 +69,7 @@ func Start(opts Options) (*Network, error) {
 	if ip, err := netip.ParseAddr(host); err != nil || !ip.Is4() || ip.IsUnspecified() {
 		return nil, fmt.Errorf("%w: %q", ErrHost, host)
 	}
-	for _, p := range []int{opts.MgmtPort, opts.SignalPort, opts.TURNPort} {
+	for _, p := range []int{opts.MgmtPort, opts.SignalPort, opts.TURNPort, opts.RelayPort} {
 		if p < 0 || p > 65535 {
 			return nil, fmt.Errorf("%w: %d", ErrPort, p)
 		}
@@ -88,12 +99,21 @@ func Start(opts Options) (*Network, error) {
 		return nil, fmt.Errorf("testnet: signal: %w", err)
 	}
 
+	n.Relay = relaysrv.New(relaysrv.Config{Logger: log, Addr: hostPort(host, opts.RelayPort), Secret: RelaySecret,
+		HealthInterval: opts.RelayHealthInterval, HealthTimeout: opts.RelayHealthTimeout})
+	if err := n.Relay.Start(); err != nil {
+		n.Signal.Stop()
+		_ = relay.Close()
+		return nil, fmt.Errorf("testnet: relay: %w", err)
+	}
+
 	user, pass := relay.Credentials()
 	n.Mgmt = mgmtsrv.New(mgmtsrv.Config{
 		Logger:    log,
 		Addr:      hostPort(host, opts.MgmtPort),
 		SetupKeys: keys,
 		Topology:  opts.Topology,
+		Relay:     mgmtsrv.Relay{URLs: []string{n.Relay.URL()}, Secret: RelaySecret},
 		NetbirdConfig: &mgmtpb.NetbirdConfig{
 			Signal: &mgmtpb.HostConfig{Uri: n.Signal.Addr(), Protocol: mgmtpb.HostConfig_HTTP},
 			Stuns:  []*mgmtpb.HostConfig{{Uri: relay.STUNURI()}},
@@ -105,6 +125,7 @@ func Start(opts Options) (*Network, error) {
 		},
 	})
 	if err := n.Mgmt.Start(); err != nil {
+		n.Relay.Stop()
 		n.Signal.Stop()
 		_ = relay.Close()
 		return nil, fmt.Errorf("testnet: management: %w", err)
@@ -137,6 +158,7 @@ func (n *Network) TURN() (uri, user, pass string) {
 func (n *Network) Close() {
 	n.Mgmt.Stop()
 	n.Signal.Stop()
+	n.Relay.Stop()
 	_ = n.Turn.Close()
 }
 

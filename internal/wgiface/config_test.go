@@ -2,6 +2,7 @@ package wgiface_test
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -64,6 +65,16 @@ func TestPeerLifecycle(t *testing.T) {
 		{"update allowed ips keeps endpoint", func() error {
 			return n.iface.SetPeer(wgiface.Peer{Key: peer, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.64.5.3/32")}})
 		}, nil, true, ep},
+		{"initiate: one handshake initiation sent now", func() error {
+			before := n.sock.Stats().WireGuardOut
+			if err := n.iface.Initiate(peer); err != nil {
+				return err
+			}
+			if sent := n.sock.Stats().WireGuardOut - before; sent != 1 {
+				return fmt.Errorf("%d datagrams sent, want 1", sent)
+			}
+			return nil
+		}, nil, true, ep},
 		{"unknown relay endpoint", func() error {
 			return n.iface.SetPeer(wgiface.Peer{Key: peer, Endpoint: netip.MustParseAddrPort("240.1.2.3:1")})
 		}, wgiface.ErrDevice, true, ep},
@@ -73,6 +84,7 @@ func TestPeerLifecycle(t *testing.T) {
 		}, wgiface.ErrBadPeer, true, ep},
 		{"remove", func() error { return n.iface.RemovePeer(peer) }, nil, false, netip.AddrPort{}},
 		{"remove again", func() error { return n.iface.RemovePeer(peer) }, nil, false, netip.AddrPort{}},
+		{"initiate an unknown peer", func() error { return n.iface.Initiate(peer) }, wgiface.ErrBadPeer, false, netip.AddrPort{}},
 	}
 	for _, s := range steps {
 		if err := s.do(); !errors.Is(err, s.wantErr) {
@@ -92,6 +104,9 @@ func TestPeerLifecycle(t *testing.T) {
 	}
 	if err := n.iface.SetPeer(wgiface.Peer{Key: peer}); !errors.Is(err, wgiface.ErrClosed) {
 		t.Errorf("SetPeer after Close: %v, want ErrClosed", err)
+	}
+	if err := n.iface.Initiate(peer); !errors.Is(err, wgiface.ErrClosed) {
+		t.Errorf("Initiate after Close: %v, want ErrClosed", err)
 	}
 	if _, err := n.iface.PeerStats(); !errors.Is(err, wgiface.ErrClosed) {
 		t.Errorf("PeerStats after Close: %v, want ErrClosed", err)

@@ -12,6 +12,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/nbfsm/nbfsm/internal/filter"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/sharedsock"
 )
@@ -53,12 +54,21 @@ type Config struct {
 	// Address is the interface's overlay address with the network's prefix
 	// (e.g. 100.64.0.1/10).
 	Address netip.Prefix
+	// AddressV6 is the IPv6 overlay address with its prefix
+	// (PeerConfig.address_v6); zero for none.
+	AddressV6 netip.Prefix
 	// MTU defaults to DefaultMTU.
 	MTU int
 	// Socket is the shared UDP socket; its Bind carries WireGuard. The
 	// Interface does not close it.
 	Socket *sharedsock.Socket
 	Logger *zap.Logger
+	// Filter, if set, filters what the peers send toward the host and
+	// tracks what the host sends (filter.go); nil passes everything.
+	Filter *filter.Filter
+	// MaxQueued bounds the changes waiting for the configuration worker
+	// (Enqueue); 0: DefaultMaxQueued.
+	MaxQueued int
 }
 
 // Peer is the desired WireGuard configuration of one remote peer.
@@ -101,6 +111,9 @@ type Interface struct {
 	tdev tun.Device
 	tnet *netstack.Net
 	conf configurer
+	// q feeds the configuration worker (queue.go): every peer change goes
+	// through it, in order.
+	q configQueue
 
 	mu     sync.Mutex
 	closed bool
@@ -121,6 +134,8 @@ func New(cfg Config) (*Interface, error) {
 		return nil, fmt.Errorf("%w: no socket", ErrBadConfig)
 	case !cfg.Address.IsValid():
 		return nil, fmt.Errorf("%w: no address", ErrBadConfig)
+	case cfg.AddressV6.IsValid() && (!cfg.AddressV6.Addr().Is6() || cfg.AddressV6.Addr().Is4In6()):
+		return nil, fmt.Errorf("%w: ipv6 address %v", ErrBadConfig, cfg.AddressV6)
 	case cfg.MTU < 576 || cfg.MTU > 65535:
 		return nil, fmt.Errorf("%w: mtu %d", ErrBadConfig, cfg.MTU)
 	case cfg.PrivateKey == (wgtypes.Key{}):
@@ -132,7 +147,11 @@ func New(cfg Config) (*Interface, error) {
 	var err error
 	switch cfg.Mode {
 	case Netstack:
-		i.tdev, i.tnet, err = netstack.CreateNetTUN([]netip.Addr{cfg.Address.Addr()}, nil, cfg.MTU)
+		addrs := []netip.Addr{cfg.Address.Addr()}
+		if cfg.AddressV6.IsValid() {
+			addrs = append(addrs, cfg.AddressV6.Addr())
+		}
+		i.tdev, i.tnet, err = netstack.CreateNetTUN(addrs, nil, cfg.MTU)
 		if err != nil {
 			return nil, fmt.Errorf("%w: netstack: %w", ErrDevice, err)
 		}
@@ -140,12 +159,15 @@ func New(cfg Config) (*Interface, error) {
 		if cfg.Name == "" {
 			return nil, fmt.Errorf("%w: tun mode needs a name", ErrBadConfig)
 		}
-		i.tdev, err = createTUN(cfg.Name, cfg.MTU, cfg.Address)
+		i.tdev, err = createTUN(cfg.Name, cfg.MTU, cfg.Address, cfg.AddressV6)
 		if err != nil {
 			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("%w: mode %v", ErrBadConfig, cfg.Mode)
+	}
+	if cfg.Filter != nil {
+		i.tdev = newFilteredDevice(i.tdev, cfg.Filter)
 	}
 	i.dev = device.NewDevice(i.tdev, cfg.Socket.Bind(), deviceLogger(i.log))
 	if err := i.dev.IpcSet(fmt.Sprintf("private_key=%x\n", cfg.PrivateKey[:])); err != nil {
@@ -165,42 +187,52 @@ func New(cfg Config) (*Interface, error) {
 	} else {
 		i.conf = &ipcConfigurer{dev: i.dev}
 	}
+	i.q.init(cfg.MaxQueued)
+	go i.configure()
 	i.log.Debug("interface up", zap.Stringer("mode", cfg.Mode),
 		zap.Stringer("endpoint", cfg.Socket.LocalAddr()))
 	return i, nil
 }
 
 // SetPeer adds the peer or updates it: allowed IPs are replaced, the
-// endpoint is set when non-zero, keepalive is set.
-func (i *Interface) SetPeer(p Peer) error {
-	if p.Key == (wgtypes.Key{}) {
-		return fmt.Errorf("%w: zero key", ErrBadPeer)
-	}
-	if p.Keepalive < 0 || p.Keepalive > 65535*time.Second {
-		return fmt.Errorf("%w: keepalive %v", ErrBadPeer, p.Keepalive)
-	}
-	for _, a := range p.AllowedIPs {
-		if !a.IsValid() {
-			return fmt.Errorf("%w: allowed ip %v", ErrBadPeer, a)
-		}
-	}
-	if err := i.check(); err != nil {
-		return err
-	}
-	if err := i.conf.setPeer(p); err != nil {
-		return err
-	}
-	i.log.Debug("peer set", zap.String("peer", nbcrypto.Fingerprint(p.Key)),
-		zap.Stringer("endpoint", p.Endpoint))
-	return nil
-}
+// endpoint is set when non-zero, keepalive is set. It goes through the
+// configuration worker, behind every change queued before, and waits for
+// it: for tests and tools, not the loop goroutine (which uses Enqueue).
+func (i *Interface) SetPeer(p Peer) error { return i.wait(Change{Peer: p}) }
 
 // RemovePeer removes the peer; removing an unknown peer is not an error.
+// Like SetPeer it waits for the configuration worker.
 func (i *Interface) RemovePeer(k wgtypes.Key) error {
+	return i.wait(Change{Peer: Peer{Key: k}, Remove: true})
+}
+
+// wait enqueues c and waits for its result.
+func (i *Interface) wait(c Change) error {
+	res := make(chan error, 1)
+	if err := i.Enqueue(c, func(err error) { res <- err }); err != nil {
+		return err
+	}
+	return <-res
+}
+
+// Initiate makes WireGuard send a handshake initiation to the peer now (at
+// most one per RekeyTimeout, as wireguard-go paces them). The remote
+// answers with a handshake response: a direct path that carried nothing
+// for a while proves itself alive with it, since wireguard-go's persistent
+// keepalives can be one-sided (a received keepalive postpones the
+// receiver's own). Unknown peer: ErrBadPeer.
+func (i *Interface) Initiate(k wgtypes.Key) error {
 	if err := i.check(); err != nil {
 		return err
 	}
-	return i.conf.removePeer(k)
+	p := i.dev.LookupPeer(device.NoisePublicKey(k))
+	if p == nil {
+		return fmt.Errorf("%w: initiate: no peer %s", ErrBadPeer, nbcrypto.Fingerprint(k))
+	}
+	if err := p.SendHandshakeInitiation(false); err != nil {
+		return fmt.Errorf("%w: initiate: %w", ErrDevice, err)
+	}
+	return nil
 }
 
 // PeerStats returns the state of every configured peer.
@@ -227,6 +259,7 @@ func (i *Interface) Close() error {
 	}
 	i.closed = true
 	i.mu.Unlock()
+	i.stopQueue() // nothing is configured from now on
 	err := i.conf.close()
 	// Down first: wireguard-go's Close closes the TUN device before it stops
 	// its peers, so a packet still being received could write to a closed

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -19,9 +20,9 @@ import (
 	"github.com/nbfsm/nbfsm/internal/sharedsock"
 )
 
-// createTUN creates the kernel TUN device, gives it addr and brings it up
-// (ioctls, IPv4 only for now: the NetBird overlay is IPv4).
-func createTUN(name string, mtu int, addr netip.Prefix) (tun.Device, error) {
+// createTUN creates the kernel TUN device, gives it addr (IPv4) and addr6
+// (the IPv6 overlay address, if valid) and brings it up, with ioctls.
+func createTUN(name string, mtu int, addr, addr6 netip.Prefix) (tun.Device, error) {
 	if !addr.Addr().Is4() {
 		return nil, fmt.Errorf("%w: tun address %v: only IPv4", ErrUnsupported, addr)
 	}
@@ -32,6 +33,9 @@ func createTUN(name string, mtu int, addr netip.Prefix) (tun.Device, error) {
 	real, err := dev.Name()
 	if err == nil {
 		err = configureLink(real, addr)
+	}
+	if err == nil && addr6.IsValid() {
+		err = addAddr6(real, addr6)
 	}
 	if err != nil {
 		_ = dev.Close()
@@ -79,6 +83,36 @@ func configureLink(name string, addr netip.Prefix) error {
 	flags.SetUint16(flags.Uint16() | unix.IFF_UP)
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, flags); err != nil {
 		return fmt.Errorf("%w: up %s: %w", ErrDevice, name, err)
+	}
+	return nil
+}
+
+// in6Ifreq is the kernel's struct in6_ifreq.
+type in6Ifreq struct {
+	addr      [16]byte
+	prefixlen uint32
+	ifindex   int32
+}
+
+// addAddr6 adds an IPv6 address to the link (SIOCSIFADDR on an AF_INET6
+// socket); the kernel adds the prefix's route. TUN links are NOARP, so the
+// address skips duplicate detection and is usable at once.
+func addAddr6(name string, addr netip.Prefix) error {
+	if !addr.Addr().Is6() || addr.Addr().Is4In6() {
+		return fmt.Errorf("%w: ipv6 address %v", ErrBadConfig, addr)
+	}
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrDevice, name, err)
+	}
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%w: socket6: %w", ErrDevice, err)
+	}
+	defer unix.Close(fd)
+	req := in6Ifreq{addr: addr.Addr().As16(), prefixlen: uint32(addr.Bits()), ifindex: int32(ifc.Index)}
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCSIFADDR, uintptr(unsafe.Pointer(&req))); errno != 0 {
+		return fmt.Errorf("%w: ipv6 address %s: %w", ErrDevice, name, errno)
 	}
 	return nil
 }

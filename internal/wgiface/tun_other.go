@@ -13,7 +13,7 @@ import (
 	"github.com/nbfsm/nbfsm/internal/sharedsock"
 )
 
-func createTUN(name string, _ int, _ netip.Prefix) (tun.Device, error) {
+func createTUN(name string, _ int, _, _ netip.Prefix) (tun.Device, error) {
 	return nil, fmt.Errorf("%w: tun mode (%s)", ErrUnsupported, name)
 }
 

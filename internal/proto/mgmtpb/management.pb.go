@@ -79,6 +79,159 @@ func (PeerCapability) EnumDescriptor() ([]byte, []int) {
 	return file_management_proto_rawDescGZIP(), []int{0}
 }
 
+type RuleDirection int32
+
+const (
+	RuleDirection_IN  RuleDirection = 0
+	RuleDirection_OUT RuleDirection = 1
+)
+
+// Enum value maps for RuleDirection.
+var (
+	RuleDirection_name = map[int32]string{
+		0: "IN",
+		1: "OUT",
+	}
+	RuleDirection_value = map[string]int32{
+		"IN":  0,
+		"OUT": 1,
+	}
+)
+
+func (x RuleDirection) Enum() *RuleDirection {
+	p := new(RuleDirection)
+	*p = x
+	return p
+}
+
+func (x RuleDirection) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RuleDirection) Descriptor() protoreflect.EnumDescriptor {
+	return file_management_proto_enumTypes[1].Descriptor()
+}
+
+func (RuleDirection) Type() protoreflect.EnumType {
+	return &file_management_proto_enumTypes[1]
+}
+
+func (x RuleDirection) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RuleDirection.Descriptor instead.
+func (RuleDirection) EnumDescriptor() ([]byte, []int) {
+	return file_management_proto_rawDescGZIP(), []int{1}
+}
+
+type RuleAction int32
+
+const (
+	RuleAction_ACCEPT RuleAction = 0
+	RuleAction_DROP   RuleAction = 1
+)
+
+// Enum value maps for RuleAction.
+var (
+	RuleAction_name = map[int32]string{
+		0: "ACCEPT",
+		1: "DROP",
+	}
+	RuleAction_value = map[string]int32{
+		"ACCEPT": 0,
+		"DROP":   1,
+	}
+)
+
+func (x RuleAction) Enum() *RuleAction {
+	p := new(RuleAction)
+	*p = x
+	return p
+}
+
+func (x RuleAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RuleAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_management_proto_enumTypes[2].Descriptor()
+}
+
+func (RuleAction) Type() protoreflect.EnumType {
+	return &file_management_proto_enumTypes[2]
+}
+
+func (x RuleAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RuleAction.Descriptor instead.
+func (RuleAction) EnumDescriptor() ([]byte, []int) {
+	return file_management_proto_rawDescGZIP(), []int{2}
+}
+
+type RuleProtocol int32
+
+const (
+	RuleProtocol_UNKNOWN     RuleProtocol = 0
+	RuleProtocol_ALL         RuleProtocol = 1
+	RuleProtocol_TCP         RuleProtocol = 2
+	RuleProtocol_UDP         RuleProtocol = 3
+	RuleProtocol_ICMP        RuleProtocol = 4
+	RuleProtocol_CUSTOM      RuleProtocol = 5
+	RuleProtocol_NETBIRD_SSH RuleProtocol = 6
+)
+
+// Enum value maps for RuleProtocol.
+var (
+	RuleProtocol_name = map[int32]string{
+		0: "UNKNOWN",
+		1: "ALL",
+		2: "TCP",
+		3: "UDP",
+		4: "ICMP",
+		5: "CUSTOM",
+		6: "NETBIRD_SSH",
+	}
+	RuleProtocol_value = map[string]int32{
+		"UNKNOWN":     0,
+		"ALL":         1,
+		"TCP":         2,
+		"UDP":         3,
+		"ICMP":        4,
+		"CUSTOM":      5,
+		"NETBIRD_SSH": 6,
+	}
+)
+
+func (x RuleProtocol) Enum() *RuleProtocol {
+	p := new(RuleProtocol)
+	*p = x
+	return p
+}
+
+func (x RuleProtocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RuleProtocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_management_proto_enumTypes[3].Descriptor()
+}
+
+func (RuleProtocol) Type() protoreflect.EnumType {
+	return &file_management_proto_enumTypes[3]
+}
+
+func (x RuleProtocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RuleProtocol.Descriptor instead.
+func (RuleProtocol) EnumDescriptor() ([]byte, []int) {
+	return file_management_proto_rawDescGZIP(), []int{3}
+}
+
 type HostConfig_Protocol int32
 
 const (
@@ -118,11 +271,11 @@ func (x HostConfig_Protocol) String() string {
 }
 
 func (HostConfig_Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_management_proto_enumTypes[1].Descriptor()
+	return file_management_proto_enumTypes[4].Descriptor()
 }
 
 func (HostConfig_Protocol) Type() protoreflect.EnumType {
-	return &file_management_proto_enumTypes[1]
+	return &file_management_proto_enumTypes[4]
 }
 
 func (x HostConfig_Protocol) Number() protoreflect.EnumNumber {
@@ -1430,6 +1583,50 @@ func (x *SyncRequest) GetMeta() *PeerSystemMeta {
 	return nil
 }
 
+type SyncMetaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *PeerSystemMeta        `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncMetaRequest) Reset() {
+	*x = SyncMetaRequest{}
+	mi := &file_management_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncMetaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncMetaRequest) ProtoMessage() {}
+
+func (x *SyncMetaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_management_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncMetaRequest.ProtoReflect.Descriptor instead.
+func (*SyncMetaRequest) Descriptor() ([]byte, []int) {
+	return file_management_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SyncMetaRequest) GetMeta() *PeerSystemMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 type SyncResponse struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	NetbirdConfig      *NetbirdConfig         `protobuf:"bytes,1,opt,name=netbirdConfig,proto3" json:"netbirdConfig,omitempty"`
@@ -1447,7 +1644,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_management_proto_msgTypes[19]
+	mi := &file_management_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1656,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_management_proto_msgTypes[19]
+	mi := &file_management_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1669,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_management_proto_rawDescGZIP(), []int{19}
+	return file_management_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SyncResponse) GetNetbirdConfig() *NetbirdConfig {
@@ -1538,16 +1735,16 @@ type NetworkMap struct {
 	RemotePeers        []*RemotePeerConfig    `protobuf:"bytes,3,rep,name=remotePeers,proto3" json:"remotePeers,omitempty"`
 	RemotePeersIsEmpty bool                   `protobuf:"varint,4,opt,name=remotePeersIsEmpty,proto3" json:"remotePeersIsEmpty,omitempty"`
 	// 5: Routes, 6: DNSConfig (not used by nbfsm yet)
-	OfflinePeers []*RemotePeerConfig `protobuf:"bytes,7,rep,name=offlinePeers,proto3" json:"offlinePeers,omitempty"`
-	// 8: FirewallRules (not used by nbfsm yet)
-	FirewallRulesIsEmpty bool `protobuf:"varint,9,opt,name=firewallRulesIsEmpty,proto3" json:"firewallRulesIsEmpty,omitempty"`
+	OfflinePeers         []*RemotePeerConfig `protobuf:"bytes,7,rep,name=offlinePeers,proto3" json:"offlinePeers,omitempty"`
+	FirewallRules        []*FirewallRule     `protobuf:"bytes,8,rep,name=FirewallRules,proto3" json:"FirewallRules,omitempty"`
+	FirewallRulesIsEmpty bool                `protobuf:"varint,9,opt,name=firewallRulesIsEmpty,proto3" json:"firewallRulesIsEmpty,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
 
 func (x *NetworkMap) Reset() {
 	*x = NetworkMap{}
-	mi := &file_management_proto_msgTypes[20]
+	mi := &file_management_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1756,7 @@ func (x *NetworkMap) String() string {
 func (*NetworkMap) ProtoMessage() {}
 
 func (x *NetworkMap) ProtoReflect() protoreflect.Message {
-	mi := &file_management_proto_msgTypes[20]
+	mi := &file_management_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1769,7 @@ func (x *NetworkMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkMap.ProtoReflect.Descriptor instead.
 func (*NetworkMap) Descriptor() ([]byte, []int) {
-	return file_management_proto_rawDescGZIP(), []int{20}
+	return file_management_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NetworkMap) GetSerial() uint64 {
@@ -1610,12 +1807,215 @@ func (x *NetworkMap) GetOfflinePeers() []*RemotePeerConfig {
 	return nil
 }
 
+func (x *NetworkMap) GetFirewallRules() []*FirewallRule {
+	if x != nil {
+		return x.FirewallRules
+	}
+	return nil
+}
+
 func (x *NetworkMap) GetFirewallRulesIsEmpty() bool {
 	if x != nil {
 		return x.FirewallRulesIsEmpty
 	}
 	return false
 }
+
+// FirewallRule is one peer-to-peer access rule (shared/protocol/FIREWALL.md §1).
+type FirewallRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PeerIP is the remote peer's overlay IP as text (deprecated upstream but
+	// always filled); "0.0.0.0" or "::" means any peer.
+	PeerIP    string        `protobuf:"bytes,1,opt,name=PeerIP,proto3" json:"PeerIP,omitempty"`
+	Direction RuleDirection `protobuf:"varint,2,opt,name=Direction,proto3,enum=management.RuleDirection" json:"Direction,omitempty"`
+	Action    RuleAction    `protobuf:"varint,3,opt,name=Action,proto3,enum=management.RuleAction" json:"Action,omitempty"`
+	Protocol  RuleProtocol  `protobuf:"varint,4,opt,name=Protocol,proto3,enum=management.RuleProtocol" json:"Protocol,omitempty"`
+	// Port is a single port as decimal text, or "".
+	Port           string    `protobuf:"bytes,5,opt,name=Port,proto3" json:"Port,omitempty"`
+	PortInfo       *PortInfo `protobuf:"bytes,6,opt,name=PortInfo,proto3" json:"PortInfo,omitempty"`
+	PolicyID       []byte    `protobuf:"bytes,7,opt,name=PolicyID,proto3" json:"PolicyID,omitempty"`
+	CustomProtocol uint32    `protobuf:"varint,8,opt,name=customProtocol,proto3" json:"customProtocol,omitempty"`
+	// sourcePrefixes: compact prefixes (4 or 16 address bytes + 1 length
+	// byte), sent only to peers that declare capability 1.
+	SourcePrefixes [][]byte `protobuf:"bytes,9,rep,name=sourcePrefixes,proto3" json:"sourcePrefixes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *FirewallRule) Reset() {
+	*x = FirewallRule{}
+	mi := &file_management_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FirewallRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FirewallRule) ProtoMessage() {}
+
+func (x *FirewallRule) ProtoReflect() protoreflect.Message {
+	mi := &file_management_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FirewallRule.ProtoReflect.Descriptor instead.
+func (*FirewallRule) Descriptor() ([]byte, []int) {
+	return file_management_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *FirewallRule) GetPeerIP() string {
+	if x != nil {
+		return x.PeerIP
+	}
+	return ""
+}
+
+func (x *FirewallRule) GetDirection() RuleDirection {
+	if x != nil {
+		return x.Direction
+	}
+	return RuleDirection_IN
+}
+
+func (x *FirewallRule) GetAction() RuleAction {
+	if x != nil {
+		return x.Action
+	}
+	return RuleAction_ACCEPT
+}
+
+func (x *FirewallRule) GetProtocol() RuleProtocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return RuleProtocol_UNKNOWN
+}
+
+func (x *FirewallRule) GetPort() string {
+	if x != nil {
+		return x.Port
+	}
+	return ""
+}
+
+func (x *FirewallRule) GetPortInfo() *PortInfo {
+	if x != nil {
+		return x.PortInfo
+	}
+	return nil
+}
+
+func (x *FirewallRule) GetPolicyID() []byte {
+	if x != nil {
+		return x.PolicyID
+	}
+	return nil
+}
+
+func (x *FirewallRule) GetCustomProtocol() uint32 {
+	if x != nil {
+		return x.CustomProtocol
+	}
+	return 0
+}
+
+func (x *FirewallRule) GetSourcePrefixes() [][]byte {
+	if x != nil {
+		return x.SourcePrefixes
+	}
+	return nil
+}
+
+type PortInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to PortSelection:
+	//
+	//	*PortInfo_Port
+	//	*PortInfo_Range_
+	PortSelection isPortInfo_PortSelection `protobuf_oneof:"portSelection"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortInfo) Reset() {
+	*x = PortInfo{}
+	mi := &file_management_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortInfo) ProtoMessage() {}
+
+func (x *PortInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_management_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortInfo.ProtoReflect.Descriptor instead.
+func (*PortInfo) Descriptor() ([]byte, []int) {
+	return file_management_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PortInfo) GetPortSelection() isPortInfo_PortSelection {
+	if x != nil {
+		return x.PortSelection
+	}
+	return nil
+}
+
+func (x *PortInfo) GetPort() uint32 {
+	if x != nil {
+		if x, ok := x.PortSelection.(*PortInfo_Port); ok {
+			return x.Port
+		}
+	}
+	return 0
+}
+
+func (x *PortInfo) GetRange() *PortInfo_Range {
+	if x != nil {
+		if x, ok := x.PortSelection.(*PortInfo_Range_); ok {
+			return x.Range
+		}
+	}
+	return nil
+}
+
+type isPortInfo_PortSelection interface {
+	isPortInfo_PortSelection()
+}
+
+type PortInfo_Port struct {
+	Port uint32 `protobuf:"varint,1,opt,name=port,proto3,oneof"`
+}
+
+type PortInfo_Range_ struct {
+	Range *PortInfo_Range `protobuf:"bytes,2,opt,name=range,proto3,oneof"`
+}
+
+func (*PortInfo_Port) isPortInfo_PortSelection() {}
+
+func (*PortInfo_Range_) isPortInfo_PortSelection() {}
 
 type RemotePeerConfig struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -1630,7 +2030,7 @@ type RemotePeerConfig struct {
 
 func (x *RemotePeerConfig) Reset() {
 	*x = RemotePeerConfig{}
-	mi := &file_management_proto_msgTypes[21]
+	mi := &file_management_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +2042,7 @@ func (x *RemotePeerConfig) String() string {
 func (*RemotePeerConfig) ProtoMessage() {}
 
 func (x *RemotePeerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_management_proto_msgTypes[21]
+	mi := &file_management_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +2055,7 @@ func (x *RemotePeerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemotePeerConfig.ProtoReflect.Descriptor instead.
 func (*RemotePeerConfig) Descriptor() ([]byte, []int) {
-	return file_management_proto_rawDescGZIP(), []int{21}
+	return file_management_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemotePeerConfig) GetWgPubKey() string {
@@ -1684,6 +2084,58 @@ func (x *RemotePeerConfig) GetAgentVersion() string {
 		return x.AgentVersion
 	}
 	return ""
+}
+
+type PortInfo_Range struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         uint32                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	End           uint32                 `protobuf:"varint,2,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortInfo_Range) Reset() {
+	*x = PortInfo_Range{}
+	mi := &file_management_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortInfo_Range) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortInfo_Range) ProtoMessage() {}
+
+func (x *PortInfo_Range) ProtoReflect() protoreflect.Message {
+	mi := &file_management_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortInfo_Range.ProtoReflect.Descriptor instead.
+func (*PortInfo_Range) Descriptor() ([]byte, []int) {
+	return file_management_proto_rawDescGZIP(), []int{23, 0}
+}
+
+func (x *PortInfo_Range) GetStart() uint32 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *PortInfo_Range) GetEnd() uint32 {
+	if x != nil {
+		return x.End
+	}
+	return 0
 }
 
 var File_management_proto protoreflect.FileDescriptor
@@ -1803,6 +2255,8 @@ const file_management_proto_rawDesc = "" +
 	"\n" +
 	"address_v6\x18\t \x01(\fR\taddressV6\"=\n" +
 	"\vSyncRequest\x12.\n" +
+	"\x04meta\x18\x01 \x01(\v2\x1a.management.PeerSystemMetaR\x04meta\"A\n" +
+	"\x0fSyncMetaRequest\x12.\n" +
 	"\x04meta\x18\x01 \x01(\v2\x1a.management.PeerSystemMetaR\x04meta\"\xbd\x03\n" +
 	"\fSyncResponse\x12?\n" +
 	"\rnetbirdConfig\x18\x01 \x01(\v2\x19.management.NetbirdConfigR\rnetbirdConfig\x126\n" +
@@ -1816,7 +2270,7 @@ const file_management_proto_rawDesc = "" +
 	"NetworkMap\x12*\n" +
 	"\x06checks\x18\x06 \x03(\v2\x12.management.ChecksR\x06checks\x12F\n" +
 	"\x10sessionExpiresAt\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x10sessionExpiresAt\x12\x18\n" +
-	"\aVersion\x18\t \x01(\x05R\aVersion\"\xc2\x02\n" +
+	"\aVersion\x18\t \x01(\x05R\aVersion\"\x82\x03\n" +
 	"\n" +
 	"NetworkMap\x12\x16\n" +
 	"\x06Serial\x18\x01 \x01(\x04R\x06Serial\x126\n" +
@@ -1825,8 +2279,26 @@ const file_management_proto_rawDesc = "" +
 	"peerConfig\x12>\n" +
 	"\vremotePeers\x18\x03 \x03(\v2\x1c.management.RemotePeerConfigR\vremotePeers\x12.\n" +
 	"\x12remotePeersIsEmpty\x18\x04 \x01(\bR\x12remotePeersIsEmpty\x12@\n" +
-	"\fofflinePeers\x18\a \x03(\v2\x1c.management.RemotePeerConfigR\fofflinePeers\x122\n" +
-	"\x14firewallRulesIsEmpty\x18\t \x01(\bR\x14firewallRulesIsEmpty\"\x86\x01\n" +
+	"\fofflinePeers\x18\a \x03(\v2\x1c.management.RemotePeerConfigR\fofflinePeers\x12>\n" +
+	"\rFirewallRules\x18\b \x03(\v2\x18.management.FirewallRuleR\rFirewallRules\x122\n" +
+	"\x14firewallRulesIsEmpty\x18\t \x01(\bR\x14firewallRulesIsEmpty\"\xf7\x02\n" +
+	"\fFirewallRule\x12\x16\n" +
+	"\x06PeerIP\x18\x01 \x01(\tR\x06PeerIP\x127\n" +
+	"\tDirection\x18\x02 \x01(\x0e2\x19.management.RuleDirectionR\tDirection\x12.\n" +
+	"\x06Action\x18\x03 \x01(\x0e2\x16.management.RuleActionR\x06Action\x124\n" +
+	"\bProtocol\x18\x04 \x01(\x0e2\x18.management.RuleProtocolR\bProtocol\x12\x12\n" +
+	"\x04Port\x18\x05 \x01(\tR\x04Port\x120\n" +
+	"\bPortInfo\x18\x06 \x01(\v2\x14.management.PortInfoR\bPortInfo\x12\x1a\n" +
+	"\bPolicyID\x18\a \x01(\fR\bPolicyID\x12&\n" +
+	"\x0ecustomProtocol\x18\b \x01(\rR\x0ecustomProtocol\x12&\n" +
+	"\x0esourcePrefixes\x18\t \x03(\fR\x0esourcePrefixes\"\x96\x01\n" +
+	"\bPortInfo\x12\x14\n" +
+	"\x04port\x18\x01 \x01(\rH\x00R\x04port\x122\n" +
+	"\x05range\x18\x02 \x01(\v2\x1a.management.PortInfo.RangeH\x00R\x05range\x1a/\n" +
+	"\x05Range\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\rR\x05start\x12\x10\n" +
+	"\x03end\x18\x02 \x01(\rR\x03endB\x0f\n" +
+	"\rportSelection\"\x86\x01\n" +
 	"\x10RemotePeerConfig\x12\x1a\n" +
 	"\bwgPubKey\x18\x01 \x01(\tR\bwgPubKey\x12\x1e\n" +
 	"\n" +
@@ -1838,12 +2310,31 @@ const file_management_proto_rawDesc = "" +
 	"\x15PeerCapabilityUnknown\x10\x00\x12 \n" +
 	"\x1cPeerCapabilitySourcePrefixes\x10\x01\x12\x1d\n" +
 	"\x19PeerCapabilityIPv6Overlay\x10\x02\x12%\n" +
-	"!PeerCapabilityComponentNetworkMap\x10\x032\x9b\x02\n" +
+	"!PeerCapabilityComponentNetworkMap\x10\x03* \n" +
+	"\rRuleDirection\x12\x06\n" +
+	"\x02IN\x10\x00\x12\a\n" +
+	"\x03OUT\x10\x01*\"\n" +
+	"\n" +
+	"RuleAction\x12\n" +
+	"\n" +
+	"\x06ACCEPT\x10\x00\x12\b\n" +
+	"\x04DROP\x10\x01*]\n" +
+	"\fRuleProtocol\x12\v\n" +
+	"\aUNKNOWN\x10\x00\x12\a\n" +
+	"\x03ALL\x10\x01\x12\a\n" +
+	"\x03TCP\x10\x02\x12\a\n" +
+	"\x03UDP\x10\x03\x12\b\n" +
+	"\x04ICMP\x10\x04\x12\n" +
+	"\n" +
+	"\x06CUSTOM\x10\x05\x12\x0f\n" +
+	"\vNETBIRD_SSH\x10\x062\x97\x03\n" +
 	"\x11ManagementService\x12E\n" +
 	"\x05Login\x12\x1c.management.EncryptedMessage\x1a\x1c.management.EncryptedMessage\"\x00\x12F\n" +
 	"\x04Sync\x12\x1c.management.EncryptedMessage\x1a\x1c.management.EncryptedMessage\"\x000\x01\x12B\n" +
 	"\fGetServerKey\x12\x11.management.Empty\x1a\x1d.management.ServerKeyResponse\"\x00\x123\n" +
-	"\tisHealthy\x12\x11.management.Empty\x1a\x11.management.Empty\"\x00B.Z,github.com/nbfsm/nbfsm/internal/proto/mgmtpbb\x06proto3"
+	"\tisHealthy\x12\x11.management.Empty\x1a\x11.management.Empty\"\x00\x12;\n" +
+	"\x06Logout\x12\x1c.management.EncryptedMessage\x1a\x11.management.Empty\"\x00\x12=\n" +
+	"\bSyncMeta\x12\x1c.management.EncryptedMessage\x1a\x11.management.Empty\"\x00B.Z,github.com/nbfsm/nbfsm/internal/proto/mgmtpbb\x06proto3"
 
 var (
 	file_management_proto_rawDescOnce sync.Once
@@ -1857,78 +2348,96 @@ func file_management_proto_rawDescGZIP() []byte {
 	return file_management_proto_rawDescData
 }
 
-var file_management_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_management_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_management_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_management_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_management_proto_goTypes = []any{
 	(PeerCapability)(0),           // 0: management.PeerCapability
-	(HostConfig_Protocol)(0),      // 1: management.HostConfig.Protocol
-	(*EncryptedMessage)(nil),      // 2: management.EncryptedMessage
-	(*Empty)(nil),                 // 3: management.Empty
-	(*ServerKeyResponse)(nil),     // 4: management.ServerKeyResponse
-	(*LoginRequest)(nil),          // 5: management.LoginRequest
-	(*PeerKeys)(nil),              // 6: management.PeerKeys
-	(*Environment)(nil),           // 7: management.Environment
-	(*File)(nil),                  // 8: management.File
-	(*Flags)(nil),                 // 9: management.Flags
-	(*NetworkAddress)(nil),        // 10: management.NetworkAddress
-	(*PeerSystemMeta)(nil),        // 11: management.PeerSystemMeta
-	(*Checks)(nil),                // 12: management.Checks
-	(*LoginResponse)(nil),         // 13: management.LoginResponse
-	(*NetbirdConfig)(nil),         // 14: management.NetbirdConfig
-	(*MetricsConfig)(nil),         // 15: management.MetricsConfig
-	(*HostConfig)(nil),            // 16: management.HostConfig
-	(*ProtectedHostConfig)(nil),   // 17: management.ProtectedHostConfig
-	(*RelayConfig)(nil),           // 18: management.RelayConfig
-	(*PeerConfig)(nil),            // 19: management.PeerConfig
-	(*SyncRequest)(nil),           // 20: management.SyncRequest
-	(*SyncResponse)(nil),          // 21: management.SyncResponse
-	(*NetworkMap)(nil),            // 22: management.NetworkMap
-	(*RemotePeerConfig)(nil),      // 23: management.RemotePeerConfig
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(RuleDirection)(0),            // 1: management.RuleDirection
+	(RuleAction)(0),               // 2: management.RuleAction
+	(RuleProtocol)(0),             // 3: management.RuleProtocol
+	(HostConfig_Protocol)(0),      // 4: management.HostConfig.Protocol
+	(*EncryptedMessage)(nil),      // 5: management.EncryptedMessage
+	(*Empty)(nil),                 // 6: management.Empty
+	(*ServerKeyResponse)(nil),     // 7: management.ServerKeyResponse
+	(*LoginRequest)(nil),          // 8: management.LoginRequest
+	(*PeerKeys)(nil),              // 9: management.PeerKeys
+	(*Environment)(nil),           // 10: management.Environment
+	(*File)(nil),                  // 11: management.File
+	(*Flags)(nil),                 // 12: management.Flags
+	(*NetworkAddress)(nil),        // 13: management.NetworkAddress
+	(*PeerSystemMeta)(nil),        // 14: management.PeerSystemMeta
+	(*Checks)(nil),                // 15: management.Checks
+	(*LoginResponse)(nil),         // 16: management.LoginResponse
+	(*NetbirdConfig)(nil),         // 17: management.NetbirdConfig
+	(*MetricsConfig)(nil),         // 18: management.MetricsConfig
+	(*HostConfig)(nil),            // 19: management.HostConfig
+	(*ProtectedHostConfig)(nil),   // 20: management.ProtectedHostConfig
+	(*RelayConfig)(nil),           // 21: management.RelayConfig
+	(*PeerConfig)(nil),            // 22: management.PeerConfig
+	(*SyncRequest)(nil),           // 23: management.SyncRequest
+	(*SyncMetaRequest)(nil),       // 24: management.SyncMetaRequest
+	(*SyncResponse)(nil),          // 25: management.SyncResponse
+	(*NetworkMap)(nil),            // 26: management.NetworkMap
+	(*FirewallRule)(nil),          // 27: management.FirewallRule
+	(*PortInfo)(nil),              // 28: management.PortInfo
+	(*RemotePeerConfig)(nil),      // 29: management.RemotePeerConfig
+	(*PortInfo_Range)(nil),        // 30: management.PortInfo.Range
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
 }
 var file_management_proto_depIdxs = []int32{
-	24, // 0: management.ServerKeyResponse.expiresAt:type_name -> google.protobuf.Timestamp
-	11, // 1: management.LoginRequest.meta:type_name -> management.PeerSystemMeta
-	6,  // 2: management.LoginRequest.peerKeys:type_name -> management.PeerKeys
-	10, // 3: management.PeerSystemMeta.networkAddresses:type_name -> management.NetworkAddress
-	7,  // 4: management.PeerSystemMeta.environment:type_name -> management.Environment
-	8,  // 5: management.PeerSystemMeta.files:type_name -> management.File
-	9,  // 6: management.PeerSystemMeta.flags:type_name -> management.Flags
+	31, // 0: management.ServerKeyResponse.expiresAt:type_name -> google.protobuf.Timestamp
+	14, // 1: management.LoginRequest.meta:type_name -> management.PeerSystemMeta
+	9,  // 2: management.LoginRequest.peerKeys:type_name -> management.PeerKeys
+	13, // 3: management.PeerSystemMeta.networkAddresses:type_name -> management.NetworkAddress
+	10, // 4: management.PeerSystemMeta.environment:type_name -> management.Environment
+	11, // 5: management.PeerSystemMeta.files:type_name -> management.File
+	12, // 6: management.PeerSystemMeta.flags:type_name -> management.Flags
 	0,  // 7: management.PeerSystemMeta.capabilities:type_name -> management.PeerCapability
-	14, // 8: management.LoginResponse.netbirdConfig:type_name -> management.NetbirdConfig
-	19, // 9: management.LoginResponse.peerConfig:type_name -> management.PeerConfig
-	12, // 10: management.LoginResponse.checks:type_name -> management.Checks
-	24, // 11: management.LoginResponse.sessionExpiresAt:type_name -> google.protobuf.Timestamp
-	16, // 12: management.NetbirdConfig.stuns:type_name -> management.HostConfig
-	17, // 13: management.NetbirdConfig.turns:type_name -> management.ProtectedHostConfig
-	16, // 14: management.NetbirdConfig.signal:type_name -> management.HostConfig
-	18, // 15: management.NetbirdConfig.relay:type_name -> management.RelayConfig
-	15, // 16: management.NetbirdConfig.metrics:type_name -> management.MetricsConfig
-	1,  // 17: management.HostConfig.protocol:type_name -> management.HostConfig.Protocol
-	16, // 18: management.ProtectedHostConfig.hostConfig:type_name -> management.HostConfig
-	11, // 19: management.SyncRequest.meta:type_name -> management.PeerSystemMeta
-	14, // 20: management.SyncResponse.netbirdConfig:type_name -> management.NetbirdConfig
-	19, // 21: management.SyncResponse.peerConfig:type_name -> management.PeerConfig
-	23, // 22: management.SyncResponse.remotePeers:type_name -> management.RemotePeerConfig
-	22, // 23: management.SyncResponse.NetworkMap:type_name -> management.NetworkMap
-	12, // 24: management.SyncResponse.checks:type_name -> management.Checks
-	24, // 25: management.SyncResponse.sessionExpiresAt:type_name -> google.protobuf.Timestamp
-	19, // 26: management.NetworkMap.peerConfig:type_name -> management.PeerConfig
-	23, // 27: management.NetworkMap.remotePeers:type_name -> management.RemotePeerConfig
-	23, // 28: management.NetworkMap.offlinePeers:type_name -> management.RemotePeerConfig
-	2,  // 29: management.ManagementService.Login:input_type -> management.EncryptedMessage
-	2,  // 30: management.ManagementService.Sync:input_type -> management.EncryptedMessage
-	3,  // 31: management.ManagementService.GetServerKey:input_type -> management.Empty
-	3,  // 32: management.ManagementService.isHealthy:input_type -> management.Empty
-	2,  // 33: management.ManagementService.Login:output_type -> management.EncryptedMessage
-	2,  // 34: management.ManagementService.Sync:output_type -> management.EncryptedMessage
-	4,  // 35: management.ManagementService.GetServerKey:output_type -> management.ServerKeyResponse
-	3,  // 36: management.ManagementService.isHealthy:output_type -> management.Empty
-	33, // [33:37] is the sub-list for method output_type
-	29, // [29:33] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	17, // 8: management.LoginResponse.netbirdConfig:type_name -> management.NetbirdConfig
+	22, // 9: management.LoginResponse.peerConfig:type_name -> management.PeerConfig
+	15, // 10: management.LoginResponse.checks:type_name -> management.Checks
+	31, // 11: management.LoginResponse.sessionExpiresAt:type_name -> google.protobuf.Timestamp
+	19, // 12: management.NetbirdConfig.stuns:type_name -> management.HostConfig
+	20, // 13: management.NetbirdConfig.turns:type_name -> management.ProtectedHostConfig
+	19, // 14: management.NetbirdConfig.signal:type_name -> management.HostConfig
+	21, // 15: management.NetbirdConfig.relay:type_name -> management.RelayConfig
+	18, // 16: management.NetbirdConfig.metrics:type_name -> management.MetricsConfig
+	4,  // 17: management.HostConfig.protocol:type_name -> management.HostConfig.Protocol
+	19, // 18: management.ProtectedHostConfig.hostConfig:type_name -> management.HostConfig
+	14, // 19: management.SyncRequest.meta:type_name -> management.PeerSystemMeta
+	14, // 20: management.SyncMetaRequest.meta:type_name -> management.PeerSystemMeta
+	17, // 21: management.SyncResponse.netbirdConfig:type_name -> management.NetbirdConfig
+	22, // 22: management.SyncResponse.peerConfig:type_name -> management.PeerConfig
+	29, // 23: management.SyncResponse.remotePeers:type_name -> management.RemotePeerConfig
+	26, // 24: management.SyncResponse.NetworkMap:type_name -> management.NetworkMap
+	15, // 25: management.SyncResponse.checks:type_name -> management.Checks
+	31, // 26: management.SyncResponse.sessionExpiresAt:type_name -> google.protobuf.Timestamp
+	22, // 27: management.NetworkMap.peerConfig:type_name -> management.PeerConfig
+	29, // 28: management.NetworkMap.remotePeers:type_name -> management.RemotePeerConfig
+	29, // 29: management.NetworkMap.offlinePeers:type_name -> management.RemotePeerConfig
+	27, // 30: management.NetworkMap.FirewallRules:type_name -> management.FirewallRule
+	1,  // 31: management.FirewallRule.Direction:type_name -> management.RuleDirection
+	2,  // 32: management.FirewallRule.Action:type_name -> management.RuleAction
+	3,  // 33: management.FirewallRule.Protocol:type_name -> management.RuleProtocol
+	28, // 34: management.FirewallRule.PortInfo:type_name -> management.PortInfo
+	30, // 35: management.PortInfo.range:type_name -> management.PortInfo.Range
+	5,  // 36: management.ManagementService.Login:input_type -> management.EncryptedMessage
+	5,  // 37: management.ManagementService.Sync:input_type -> management.EncryptedMessage
+	6,  // 38: management.ManagementService.GetServerKey:input_type -> management.Empty
+	6,  // 39: management.ManagementService.isHealthy:input_type -> management.Empty
+	5,  // 40: management.ManagementService.Logout:input_type -> management.EncryptedMessage
+	5,  // 41: management.ManagementService.SyncMeta:input_type -> management.EncryptedMessage
+	5,  // 42: management.ManagementService.Login:output_type -> management.EncryptedMessage
+	5,  // 43: management.ManagementService.Sync:output_type -> management.EncryptedMessage
+	7,  // 44: management.ManagementService.GetServerKey:output_type -> management.ServerKeyResponse
+	6,  // 45: management.ManagementService.isHealthy:output_type -> management.Empty
+	6,  // 46: management.ManagementService.Logout:output_type -> management.Empty
+	6,  // 47: management.ManagementService.SyncMeta:output_type -> management.Empty
+	42, // [42:48] is the sub-list for method output_type
+	36, // [36:42] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_management_proto_init() }
@@ -1936,13 +2445,17 @@ func file_management_proto_init() {
 	if File_management_proto != nil {
 		return
 	}
+	file_management_proto_msgTypes[23].OneofWrappers = []any{
+		(*PortInfo_Port)(nil),
+		(*PortInfo_Range_)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_management_proto_rawDesc), len(file_management_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   22,
+			NumEnums:      5,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -6,5 +6,7 @@
 //
 // Both servers use the keepalive enforcement NetBird's servers use (MinTime
 // 10 s, PermitWithoutStream), so a client that pings more often than that is
-// told so with GOAWAY, as it would be in production.
+// told so with GOAWAY, as it would be in production. The signal server also
+// pings every client connection every 5 s (SetServerPings), as official
+// signal servers do: a connected idle client pays for those wake-ups.
 package grpchost

@@ -21,6 +21,15 @@ const DefaultAddr = "127.0.0.1:0"
 // (NetBird's servers enforce the same; clients ping every 30 s).
 const KeepaliveMinTime = 10 * time.Second
 
+// ServerPing is how often an official NetBird signal server pings an idle
+// client connection (HTTP/2 PING, gRPC keepalive.ServerParameters.Time),
+// and PingTimeout how long it waits for the answer. A connected idle client
+// wakes for these, so the test network sends them too (SetServerPings).
+const (
+	ServerPing  = 5 * time.Second
+	PingTimeout = 2 * time.Second
+)
+
 // listenAttempts bounds the re-listen retries while the port is still held
 // (another socket in the kernel's hands right after a Stop). SO_REUSEADDR makes
 // the first attempt succeed in practice; the retries are a safety net for test
@@ -37,6 +46,7 @@ type Host struct {
 	register func(*grpc.Server)
 
 	mu      sync.Mutex
+	pings   bool          // ping clients every ServerPing (SetServerPings)
 	addr    string        // DefaultAddr until the first Start, then the bound address
 	srv     *grpc.Server  // nil while stopped
 	served  chan struct{} // closed when the Serve goroutine has returned
@@ -55,6 +65,14 @@ func New(addr string, log *zap.Logger, register func(*grpc.Server)) *Host {
 	return &Host{log: log, register: register, addr: addr}
 }
 
+// SetServerPings makes the servers built by the next Starts ping their
+// clients every ServerPing, as NetBird's signal server does.
+func (h *Host) SetServerPings(on bool) {
+	h.mu.Lock()
+	h.pings = on
+	h.mu.Unlock()
+}
+
 // Start listens (on the port of the first Start, once there was one) and
 // serves in a new goroutine until Stop.
 func (h *Host) Start() error {
@@ -68,7 +86,7 @@ func (h *Host) Start() error {
 		return err
 	}
 	h.addr = lis.Addr().String()
-	srv := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             KeepaliveMinTime,
 			PermitWithoutStream: true,
@@ -76,7 +94,11 @@ func (h *Host) Start() error {
 		// Stop must not return before every handler has: tests check that
 		// no goroutine is left and that a restarted server starts clean.
 		grpc.WaitForHandlers(true),
-	)
+	}
+	if h.pings {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{Time: ServerPing, Timeout: PingTimeout}))
+	}
+	srv := grpc.NewServer(opts...)
 	h.register(srv)
 	served := make(chan struct{})
 	go func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -110,4 +111,59 @@ func TestListenPacketSamePortTwice(t *testing.T) {
 		t.Fatalf("re-listen on %s: %v", addr, err)
 	}
 	pc.Close()
+}
+
+// countingConn counts the bytes the client reads from the server.
+type countingConn struct {
+	net.Conn
+	read *atomic.Int64
+}
+
+func (c countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+// TestServerPings: with SetServerPings an idle client connection hears
+// from the server within ServerPing (HTTP/2 PINGs, as official signal
+// servers send them); without, it hears nothing once the RPC is done.
+func TestServerPings(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(map[bool]string{true: "on", false: "off"}[on], func(t *testing.T) {
+			t.Parallel()
+			h := New("", nil, func(g *grpc.Server) { healthpb.RegisterHealthServer(g, health.NewServer()) })
+			h.SetServerPings(on)
+			if err := h.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer h.Stop()
+			var read atomic.Int64
+			cc, err := grpc.NewClient(h.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+					c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+					return countingConn{c, &read}, err
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			// Settle: gRPC's own BDP ping and its answer follow the RPC.
+			time.Sleep(time.Second)
+			before := read.Load()
+			time.Sleep(ServerPing + time.Second) // the idle window under test
+			got := read.Load() - before
+			if on && got == 0 {
+				t.Fatalf("no bytes from the server in %v of idle connection", ServerPing+time.Second)
+			}
+			if !on && got != 0 {
+				t.Fatalf("%d bytes from the server on an idle connection without server pings", got)
+			}
+		})
+	}
 }

@@ -33,3 +33,12 @@ var (
 	errRemoved        = status.Error(codes.PermissionDenied, "management: peer removed")
 	errSlowSyncClient = status.Error(codes.ResourceExhausted, "management: sync stream queue full")
 )
+
+// refusal is the error of a registration refused by RefuseRegistrations,
+// worded as official management words it.
+func refusal(code codes.Code) error {
+	if code == codes.FailedPrecondition {
+		return status.Error(code, "couldn't add peer: setup key is invalid")
+	}
+	return status.Error(code, "management: setup key refused by the test network")
+}

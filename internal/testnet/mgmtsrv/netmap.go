@@ -1,6 +1,7 @@
 package mgmtsrv
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -19,6 +20,25 @@ import (
 // Overlay is the network peers get their addresses from (NetBird's CGNAT
 // range); PeerConfig.address carries its prefix length.
 var Overlay = netip.MustParsePrefix("100.64.0.0/10")
+
+// OverlayV6 is the IPv6 overlay (fd00::/8, unique local): a peer that
+// declares capability 2 (IPv6 overlay) gets the address with the same host
+// number as its IPv4 one, in PeerConfig.address_v6 with this prefix, and
+// its /128 is in the others' allowed IPs.
+var OverlayV6 = netip.MustParsePrefix("fd00:6e62:6673::/64")
+
+// v6Of is the IPv6 overlay address of the peer with IPv4 overlay address a.
+func v6Of(a netip.Addr) netip.Addr {
+	n := binary.BigEndian.Uint32(a.AsSlice()) - binary.BigEndian.Uint32(Overlay.Addr().AsSlice())
+	b := OverlayV6.Addr().As16()
+	binary.BigEndian.PutUint32(b[12:], n)
+	return netip.AddrFrom16(b)
+}
+
+// hasV6 tells whether the peer declared capability 2.
+func (p *peer) hasV6() bool {
+	return slices.Contains(p.meta.GetCapabilities(), mgmtpb.PeerCapability_PeerCapabilityIPv6Overlay)
+}
 
 // outboxLimit bounds the messages waiting for one slow Sync client; past it
 // the stream ends (the client reconnects and gets the full state).
@@ -61,7 +81,8 @@ func (r *registry) add(key wgtypes.Key, meta *mgmtpb.PeerSystemMeta) (*peer, err
 // update stores a newer meta; true when what others see of the peer changed.
 func (r *registry) update(p *peer, meta *mgmtpb.PeerSystemMeta) bool {
 	changed := p.meta.GetHostname() != meta.GetHostname() ||
-		p.meta.GetNetbirdVersion() != meta.GetNetbirdVersion()
+		p.meta.GetNetbirdVersion() != meta.GetNetbirdVersion() ||
+		p.hasV6() != (&peer{meta: meta}).hasV6()
 	if p.meta.GetHostname() != meta.GetHostname() {
 		p.label = r.uniqueLabel(dnsLabel(meta.GetHostname()), p)
 	}
@@ -136,10 +157,15 @@ func (s *Server) sees(a, b wgtypes.Key) bool {
 
 // peerConfigLocked is p's own config: address with the overlay's prefix.
 func (s *Server) peerConfigLocked(p *peer) *mgmtpb.PeerConfig {
-	return &mgmtpb.PeerConfig{
+	pc := &mgmtpb.PeerConfig{
 		Address: netip.PrefixFrom(p.addr, Overlay.Bits()).String(),
 		Fqdn:    s.fqdn(p),
 	}
+	if p.hasV6() {
+		a := v6Of(p.addr).As16()
+		pc.AddressV6 = append(a[:], byte(OverlayV6.Bits()))
+	}
+	return pc
 }
 
 // networkMapLocked is the network map of p at the current Serial.
@@ -149,32 +175,66 @@ func (s *Server) networkMapLocked(p *peer) *mgmtpb.NetworkMap {
 		if q == p || !s.sees(p.key, q.key) {
 			continue
 		}
+		allowed := []string{netip.PrefixFrom(q.addr, 32).String()}
+		if q.hasV6() {
+			allowed = append(allowed, netip.PrefixFrom(v6Of(q.addr), 128).String())
+		}
 		remotes = append(remotes, &mgmtpb.RemotePeerConfig{
 			WgPubKey:     q.key.String(),
-			AllowedIps:   []string{netip.PrefixFrom(q.addr, 32).String()},
+			AllowedIps:   allowed,
 			Fqdn:         s.fqdn(q),
 			AgentVersion: q.meta.GetNetbirdVersion(),
 		})
 	}
-	return &mgmtpb.NetworkMap{
+	nm := &mgmtpb.NetworkMap{
 		Serial:             s.serial,
 		PeerConfig:         s.peerConfigLocked(p),
 		RemotePeers:        remotes,
 		RemotePeersIsEmpty: len(remotes) == 0,
 	}
+	if s.firewall != nil {
+		nm.FirewallRules = s.firewallRulesLocked(p)
+		nm.FirewallRulesIsEmpty = len(nm.FirewallRules) == 0
+	}
+	return nm
+}
+
+// firewallRulesLocked asks the FirewallFunc for p's rules and, if p declared
+// capability 1, fills sourcePrefixes from PeerIP (compact form: address
+// bytes and prefix length), as NetBird's management does.
+func (s *Server) firewallRulesLocked(p *peer) []*mgmtpb.FirewallRule {
+	rules := s.firewall(s.peerInfoLocked(p), s.peerInfosLocked())
+	prefixes := slices.Contains(p.meta.GetCapabilities(), mgmtpb.PeerCapability_PeerCapabilitySourcePrefixes)
+	out := make([]*mgmtpb.FirewallRule, 0, len(rules))
+	for _, r := range rules {
+		r = proto.Clone(r).(*mgmtpb.FirewallRule)
+		if a, err := netip.ParseAddr(r.GetPeerIP()); err == nil && prefixes && len(r.GetSourcePrefixes()) == 0 {
+			bits := byte(a.BitLen())
+			if a.IsUnspecified() {
+				bits = 0
+			}
+			r.SourcePrefixes = [][]byte{append(a.AsSlice(), bits)}
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // syncResponseLocked is the full state of p: config, peer config, network
 // map, and the deprecated top-level copies official servers still fill.
 func (s *Server) syncResponseLocked(p *peer) *mgmtpb.SyncResponse {
 	nm := s.networkMapLocked(p)
-	return &mgmtpb.SyncResponse{
-		NetbirdConfig:      cloneConfig(s.nbConfig),
+	resp := &mgmtpb.SyncResponse{
+		NetbirdConfig:      s.configLocked(),
 		PeerConfig:         proto.Clone(nm.PeerConfig).(*mgmtpb.PeerConfig),
 		RemotePeers:        cloneRemotes(nm.RemotePeers),
 		RemotePeersIsEmpty: nm.RemotePeersIsEmpty,
 		NetworkMap:         nm,
 	}
+	if len(s.checkFiles) > 0 {
+		resp.Checks = []*mgmtpb.Checks{{Files: slices.Clone(s.checkFiles)}}
+	}
+	return resp
 }
 
 // changedLocked raises the Serial and pushes the new full state to every

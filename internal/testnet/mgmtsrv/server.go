@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
+	"github.com/nbfsm/nbfsm/internal/relay"
 	"github.com/nbfsm/nbfsm/internal/testnet/grpchost"
 )
 
@@ -35,6 +37,18 @@ type Config struct {
 	NetbirdConfig *mgmtpb.NetbirdConfig
 	// DNSDomain of the peers' FQDNs; "" → DefaultDNSDomain.
 	DNSDomain string
+	// Relay, when it has URLs, is handed out as NetbirdConfig.relay with a
+	// token signed with Relay.Secret at each Login and Sync.
+	Relay Relay
+}
+
+// Relay is the NetBird relay service management hands out: its URLs, the
+// shared secret tokens are signed with, and their lifetime (0 → 12 h, as
+// NetBird's default; negative → already expired, for tests).
+type Relay struct {
+	URLs   []string
+	Secret string
+	TTL    time.Duration
 }
 
 // PeerInfo describes one registered peer.
@@ -59,15 +73,21 @@ type Server struct {
 
 	lifecycle sync.Mutex // serialises Start and Stop
 
-	mu        sync.Mutex
-	priv      wgtypes.Key // server key of the current (or last) run
-	setupKeys map[string]bool
-	topology  func(a, b wgtypes.Key) bool
-	nbConfig  *mgmtpb.NetbirdConfig
-	refuse    codes.Code
-	reg       registry
-	serial    uint64
-	streams   map[wgtypes.Key]*syncStream
+	mu         sync.Mutex
+	priv       wgtypes.Key // server key of the current (or last) run
+	setupKeys  map[string]bool
+	topology   func(a, b wgtypes.Key) bool
+	nbConfig   *mgmtpb.NetbirdConfig
+	relay      Relay
+	refuse     codes.Code
+	firewall   FirewallFunc
+	refuseReg  codes.Code
+	checkFiles []string      // posture checks' files handed out on Login
+	metaSyncs  int           // SyncMeta calls accepted
+	metaSynced chan struct{} // closed and replaced at every accepted SyncMeta
+	reg        registry
+	serial     uint64
+	streams    map[wgtypes.Key]*syncStream
 }
 
 // New returns a stopped server; call Start.
@@ -87,6 +107,7 @@ func New(cfg Config) *Server {
 		setupKeys: make(map[string]bool),
 		topology:  cfg.Topology,
 		nbConfig:  cloneConfig(cfg.NetbirdConfig),
+		relay:     cfg.Relay,
 		reg:       newRegistry(),
 		streams:   make(map[wgtypes.Key]*syncStream),
 	}
@@ -172,6 +193,50 @@ func (s *Server) RefuseLogins(code codes.Code) {
 	s.refuse = code
 }
 
+// RefuseRegistrations makes every registration (a Login of an unknown peer
+// with a setup key, valid or not) fail with code, the way official
+// management refuses a used-up or expired key: codes.NotFound, or
+// codes.FailedPrecondition ("couldn't add peer: setup key is invalid") when
+// it finds the key invalid late. Logins of registered peers are not
+// affected; codes.OK accepts registrations again.
+func (s *Server) RefuseRegistrations(code codes.Code) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuseReg = code
+}
+
+// SetPostureFiles makes every LoginResponse and full sync carry a posture
+// check naming files (nil: none), as an account with file posture checks
+// does; as when an account's checks change, every peer gets a new map.
+func (s *Server) SetPostureFiles(files []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checkFiles = slices.Clone(files)
+	s.changedLocked("posture checks changed")
+}
+
+// MetaSynced returns a channel closed at the next accepted SyncMeta call.
+func (s *Server) MetaSynced() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.metaSynced == nil {
+		s.metaSynced = make(chan struct{})
+	}
+	return s.metaSynced
+}
+
+// Meta returns the last meta key sent (Login, Sync or SyncMeta), nil if
+// the peer is unknown, and how many SyncMeta calls were accepted in all.
+func (s *Server) Meta(key wgtypes.Key) (*mgmtpb.PeerSystemMeta, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var m *mgmtpb.PeerSystemMeta
+	if p := s.reg.peers[key]; p != nil {
+		m = proto.Clone(p.meta).(*mgmtpb.PeerSystemMeta)
+	}
+	return m, s.metaSyncs
+}
+
 // AddSetupKey makes key a valid, reusable setup key.
 func (s *Server) AddSetupKey(key string) {
 	s.mu.Lock()
@@ -196,6 +261,24 @@ func (s *Server) SetTopology(f func(a, b wgtypes.Key) bool) {
 	s.changedLocked("topology changed")
 }
 
+// FirewallFunc returns the firewall rules of peer's network map (NetworkMap
+// field 8), given every registered peer in address order; it is called with
+// the server's lock held and must not call the Server. Rules need only
+// PeerIP: the server adds sourcePrefixes for peers that declare capability
+// 1, as NetBird's management does.
+type FirewallFunc func(peer PeerInfo, all []PeerInfo) []*mgmtpb.FirewallRule
+
+// SetFirewall makes f the source of every network map's firewall rules
+// (an empty result sets firewallRulesIsEmpty, as current management does)
+// and pushes a new network map to every open stream. nil (the default) is
+// a legacy server: neither rules nor the empty flag.
+func (s *Server) SetFirewall(f FirewallFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.firewall = f
+	s.changedLocked("firewall changed")
+}
+
 // SetNetbirdConfig replaces the config handed out and pushes it, without a
 // network map, to every open stream (as NetBird does when, say, a relay token
 // rotates).
@@ -204,8 +287,57 @@ func (s *Server) SetNetbirdConfig(c *mgmtpb.NetbirdConfig) {
 	defer s.mu.Unlock()
 	s.nbConfig = cloneConfig(c)
 	for _, st := range s.streams {
-		s.pushLocked(st, &mgmtpb.SyncResponse{NetbirdConfig: cloneConfig(s.nbConfig)})
+		s.pushLocked(st, &mgmtpb.SyncResponse{NetbirdConfig: s.configLocked()})
 	}
+}
+
+// SetRelay replaces the relay service handed out from now on (nothing is
+// pushed; see RefreshRelayTokens).
+func (s *Server) SetRelay(r Relay) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.relay = r
+}
+
+// RefreshRelayTokens pushes to every open stream a config-only SyncResponse
+// whose NetbirdConfig carries only the relay with a freshly signed token, as
+// NetBird's token manager does every TTL·3/4.
+func (s *Server) RefreshRelayTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc := s.relayConfigLocked()
+	if rc == nil {
+		return
+	}
+	for _, st := range s.streams {
+		s.pushLocked(st, &mgmtpb.SyncResponse{NetbirdConfig: &mgmtpb.NetbirdConfig{Relay: proto.Clone(rc).(*mgmtpb.RelayConfig)}})
+	}
+}
+
+// relayConfigLocked signs a token for the relay service (nil: none).
+func (s *Server) relayConfigLocked() *mgmtpb.RelayConfig {
+	if len(s.relay.URLs) == 0 {
+		return nil
+	}
+	ttl := s.relay.TTL
+	if ttl == 0 {
+		ttl = 12 * time.Hour
+	}
+	payload, sig := relay.Sign(s.relay.Secret, time.Now().Add(ttl))
+	return &mgmtpb.RelayConfig{Urls: slices.Clone(s.relay.URLs), TokenPayload: payload, TokenSignature: sig}
+}
+
+// configLocked is the NetbirdConfig of a Login or full Sync: the configured
+// one with the relay and a fresh token.
+func (s *Server) configLocked() *mgmtpb.NetbirdConfig {
+	c := cloneConfig(s.nbConfig)
+	if rc := s.relayConfigLocked(); rc != nil {
+		if c == nil {
+			c = &mgmtpb.NetbirdConfig{}
+		}
+		c.Relay = rc
+	}
+	return c
 }
 
 // RemovePeer unregisters a peer: its Sync stream ends with PermissionDenied,
@@ -231,12 +363,20 @@ func (s *Server) RemovePeer(key wgtypes.Key) error {
 func (s *Server) Peers() []PeerInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.peerInfosLocked()
+}
+
+func (s *Server) peerInfosLocked() []PeerInfo {
 	all := s.reg.sorted()
 	out := make([]PeerInfo, 0, len(all))
 	for _, p := range all {
-		out = append(out, PeerInfo{Key: p.key, Address: p.addr, Hostname: p.hostname(), FQDN: s.fqdn(p), Version: p.meta.GetNetbirdVersion()})
+		out = append(out, s.peerInfoLocked(p))
 	}
 	return out
+}
+
+func (s *Server) peerInfoLocked(p *peer) PeerInfo {
+	return PeerInfo{Key: p.key, Address: p.addr, Hostname: p.hostname(), FQDN: s.fqdn(p), Version: p.meta.GetNetbirdVersion()}
 }
 
 // Connected lists the peers with an open Sync stream, in key order.

@@ -2,6 +2,7 @@ package mgmtsrv
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -69,6 +70,11 @@ func (v service) Login(_ context.Context, req *mgmtpb.EncryptedMessage) (*mgmtpb
 		s.mu.Unlock()
 		log.Debug("login refused: not registered")
 		return nil, errNotRegistered
+	case s.refuseReg != codes.OK:
+		code := s.refuseReg
+		s.mu.Unlock()
+		log.Info("registration refused by the test network", zap.Stringer("code", code))
+		return nil, refusal(code)
 	case !s.setupKeys[login.GetSetupKey()]:
 		s.mu.Unlock()
 		log.Info("registration refused: bad setup key")
@@ -84,11 +90,62 @@ func (v service) Login(_ context.Context, req *mgmtpb.EncryptedMessage) (*mgmtpb
 		s.changedLocked("peer registered")
 	}
 	resp := &mgmtpb.LoginResponse{
-		NetbirdConfig: cloneConfig(s.nbConfig),
+		NetbirdConfig: s.configLocked(),
 		PeerConfig:    s.peerConfigLocked(p),
+	}
+	if len(s.checkFiles) > 0 {
+		resp.Checks = []*mgmtpb.Checks{{Files: slices.Clone(s.checkFiles)}}
 	}
 	s.mu.Unlock()
 	return seal(priv, key, resp)
+}
+
+// Logout deregisters the calling peer, as NetBird's management does for
+// `netbird logout`: the peer is removed and the others get a new map.
+func (v service) Logout(_ context.Context, req *mgmtpb.EncryptedMessage) (*mgmtpb.Empty, error) {
+	s := v.s
+	s.mu.Lock()
+	priv := s.priv
+	s.mu.Unlock()
+	key, err := openRequest(priv, req, &mgmtpb.Empty{})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.RemovePeer(key); err != nil {
+		return nil, errNotRegistered
+	}
+	return &mgmtpb.Empty{}, nil
+}
+
+// SyncMeta stores a registered peer's new meta (PROTOCOL.md §3).
+func (v service) SyncMeta(_ context.Context, req *mgmtpb.EncryptedMessage) (*mgmtpb.Empty, error) {
+	s := v.s
+	s.mu.Lock()
+	priv := s.priv
+	s.mu.Unlock()
+	var sm mgmtpb.SyncMetaRequest
+	key, err := openRequest(priv, req, &sm)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMeta(sm.GetMeta()); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.reg.peers[key]
+	if p == nil {
+		return nil, errNotRegistered
+	}
+	s.metaSyncs++
+	if s.metaSynced != nil {
+		close(s.metaSynced)
+		s.metaSynced = nil
+	}
+	if s.reg.update(p, sm.GetMeta()) {
+		s.changedLocked("peer meta changed")
+	}
+	return &mgmtpb.Empty{}, nil
 }
 
 // Sync validates the request like Login, then streams the peer's full state

@@ -302,3 +302,47 @@ func TestStopStartSamePortNewKey(t *testing.T) {
 		t.Fatalf("serial %d did not rise above %d after a join", got, serial)
 	}
 }
+
+// SetFirewall: no hook is a legacy server; a hook's rules reach each peer,
+// with sourcePrefixes only for a peer that declares capability 1, and an
+// empty result sets firewallRulesIsEmpty.
+func TestFirewall(t *testing.T) {
+	s := startServer(t, Config{})
+	alice, bob := newClient(t, s.Addr()), newClient(t, s.Addr())
+	alice.mustRegister("alice")
+	bob.mustRegister("bob")
+	bobMeta := meta("bob")
+	bobMeta.Capabilities = []mgmtpb.PeerCapability{mgmtpb.PeerCapability_PeerCapabilitySourcePrefixes}
+	sa, sb := alice.sync(meta("alice")), bob.sync(bobMeta)
+	for _, st := range []*clientSync{sa, sb} {
+		if nm := st.mustRecv().GetNetworkMap(); len(nm.GetFirewallRules()) != 0 || nm.GetFirewallRulesIsEmpty() {
+			t.Fatalf("legacy server sent firewall fields: %v", nm)
+		}
+	}
+	// Alice may reach bob on TCP/22; nothing else.
+	s.SetFirewall(func(p PeerInfo, all []PeerInfo) []*mgmtpb.FirewallRule {
+		if p.Hostname != "bob" {
+			return nil
+		}
+		var rules []*mgmtpb.FirewallRule
+		for _, q := range all {
+			if q.Hostname == "alice" {
+				rules = append(rules, &mgmtpb.FirewallRule{PeerIP: q.Address.String(), Protocol: mgmtpb.RuleProtocol_TCP, Port: "22"})
+			}
+		}
+		return rules
+	})
+	am, bm := sa.mustRecv().GetNetworkMap(), sb.mustRecv().GetNetworkMap()
+	if len(am.GetFirewallRules()) != 0 || !am.GetFirewallRulesIsEmpty() {
+		t.Fatalf("alice's firewall: %v", am)
+	}
+	rules := bm.GetFirewallRules()
+	if len(rules) != 1 || bm.GetFirewallRulesIsEmpty() || rules[0].GetPeerIP() != "100.64.0.1" ||
+		len(rules[0].GetSourcePrefixes()) != 1 || !slices.Equal(rules[0].GetSourcePrefixes()[0], []byte{100, 64, 0, 1, 32}) {
+		t.Fatalf("bob's firewall: %v", bm)
+	}
+	s.SetFirewall(nil)
+	if nm := sb.mustRecv().GetNetworkMap(); len(nm.GetFirewallRules()) != 0 || nm.GetFirewallRulesIsEmpty() {
+		t.Fatalf("back to legacy: %v", nm)
+	}
+}

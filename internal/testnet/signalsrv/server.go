@@ -53,6 +53,9 @@ func New(cfg Config) *Server {
 	s.host = grpchost.New(cfg.Addr, log, func(g *grpc.Server) {
 		signalpb.RegisterSignalExchangeServer(g, service{s: s})
 	})
+	// Official signal servers ping every client connection every 5 s: a
+	// connected idle client pays for that, so the test network's does too.
+	s.host.SetServerPings(true)
 	return s
 }
 

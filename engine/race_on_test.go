@@ -1,0 +1,6 @@
+//go:build race
+
+package engine_test
+
+// raceEnabled: the race detector slows everything 5–10 times.
+const raceEnabled = true
