@@ -305,6 +305,9 @@ func (e *Engine) homeRelay() (string, netip.Addr) {
 	return e.relay.Data.Addr, e.relay.Data.ServerIP
 }
 
+// hasRelay: the NetBird relay is configured (its link exists).
+func (e *Engine) hasRelay() bool { return e.relay != nil }
+
 // relayConfig is management's relay config with Config.RelayURLs applied.
 func (e *Engine) relayConfig(r mgmt.RelayConfig) relayfsm.Config {
 	rc := relayfsm.ConfigOf(r)
@@ -544,7 +547,7 @@ func applyMap(m *fsm.Machine[*Engine], ev fsm.Envelope) {
 		p := &peerfsm.Peer{Own: e.own, Remote: rp.Key, AllowedIPs: rp.AllowedIPs, Effects: e.cfg.Peers,
 			Rand: e.cfg.Rand, SignalUp: up}
 		if e.relay != nil {
-			p.HomeRelay, p.ForceRelay = e.homeRelay, e.cfg.ForceRelay
+			p.HomeRelay, p.HasRelay, p.ForceRelay = e.homeRelay, e.hasRelay, e.cfg.ForceRelay
 		}
 		// A new machine enters parked: the routing table queues it for its
 		// unpark turn if signal is up.

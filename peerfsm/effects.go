@@ -25,6 +25,12 @@ type Agent struct {
 	Controlling bool
 	// Candidates are remote candidates that arrived before the agent.
 	Candidates []string
+	// NoTURN: gather no TURN (relay) candidates. Official peers drop them
+	// when the NetBird relay is configured here and the remote sent a
+	// relayServerAddress: the NetBird relay is the pair's fallback, and a
+	// TURN pair nominated before the host pair's check succeeds would hold
+	// the session on TURN for good (RELAY.md §5.3).
+	NoTURN bool
 }
 
 // Pair is the selected candidate pair of a connected agent.

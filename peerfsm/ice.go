@@ -79,10 +79,7 @@ func (w *Workers) StartICE(s fsm.Sender, a Agent) ICEHandle {
 // agentConfig is the official peers' ICE configuration on the shared
 // socket. It reads w.urls: loop goroutine only.
 func (w *Workers) agentConfig(a Agent) *ice.AgentConfig {
-	types := w.CandidateTypes
-	if len(types) == 0 {
-		types = defaultCandidateTypes
-	}
+	types := candidateTypes(w.CandidateTypes, a.NoTURN)
 	// Acceptance waits: pion holds back nominating a pair whose candidates
 	// are peer-reflexive (default 1 s) or server-reflexive (500 ms) in case a
 	// better pair succeeds. The first valid pair here is the best one in
@@ -106,6 +103,29 @@ func (w *Workers) agentConfig(a Agent) *ice.AgentConfig {
 		SrflxAcceptanceMinWait: &srflxWait,
 		LoggerFactory:          pionlog.Factory(w.log.Named("pion")),
 	}
+}
+
+// candidateTypes are the types an agent gathers: the configured ones (the
+// official set by default), without TURN when noTURN. A configuration of
+// TURN alone (tests that force ICE over TURN) is kept as it is: pion would
+// read an empty list as its default set.
+func candidateTypes(configured []ice.CandidateType, noTURN bool) []ice.CandidateType {
+	if len(configured) == 0 {
+		configured = defaultCandidateTypes
+	}
+	if !noTURN {
+		return configured
+	}
+	out := make([]ice.CandidateType, 0, len(configured))
+	for _, t := range configured {
+		if t != ice.CandidateTypeRelay {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return configured
+	}
+	return out
 }
 
 // urlsFor keeps the servers the candidate types need (pion refuses an agent

@@ -3,7 +3,10 @@ package peerfsm
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
+
+	"github.com/pion/ice/v2"
 
 	"go.uber.org/zap"
 )
@@ -32,4 +35,23 @@ func TestRemoteCandidatesAreCappedWithOneWorker(t *testing.T) {
 		t.Fatalf("draining %v, queue %d", h.remote.draining, len(h.remote.queue))
 	}
 	cancel()
+}
+
+func TestCandidateTypes(t *testing.T) {
+	host, srflx, relay := ice.CandidateTypeHost, ice.CandidateTypeServerReflexive, ice.CandidateTypeRelay
+	for _, tc := range []struct {
+		configured []ice.CandidateType
+		noTURN     bool
+		want       []ice.CandidateType
+	}{
+		{nil, false, []ice.CandidateType{host, srflx, relay}},
+		{nil, true, []ice.CandidateType{host, srflx}},
+		{[]ice.CandidateType{host, relay}, true, []ice.CandidateType{host}},
+		{[]ice.CandidateType{relay}, true, []ice.CandidateType{relay}}, // never the empty list pion reads as "all"
+		{[]ice.CandidateType{relay}, false, []ice.CandidateType{relay}},
+	} {
+		if got := candidateTypes(tc.configured, tc.noTURN); !slices.Equal(got, tc.want) {
+			t.Errorf("candidateTypes(%v, %v) = %v, want %v", tc.configured, tc.noTURN, got, tc.want)
+		}
+	}
 }

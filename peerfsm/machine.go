@@ -78,7 +78,10 @@ type Peer struct {
 	// The NetBird relay path (relay.go). HomeRelay reports the home relay's
 	// instance address and IP while the relay link is connected (nil: no
 	// relay); ForceRelay disables ICE (NB_FORCE_RELAY).
-	HomeRelay     func() (string, netip.Addr)
+	HomeRelay func() (string, netip.Addr)
+	// HasRelay reports whether the NetBird relay is configured (a relay
+	// link exists, connected or not).
+	HasRelay      func() bool
 	ForceRelay    bool
 	RemoteRelay   string     // the remote's relayServerAddress
 	RemoteRelayIP netip.Addr // the remote's relayServerIP (for a foreign relay)
@@ -308,6 +311,7 @@ func startICE(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p.ice = p.Effects.StartICE(m.Worker(), Agent{
 		Peer: p.Remote, Local: p.Local, Remote: p.RemoteCreds,
 		Controlling: Controlling(p.Own, p.Remote), Candidates: p.pending,
+		NoTURN: p.RemoteRelay != "" && p.HasRelay != nil && p.HasRelay(),
 	})
 	p.pending = nil
 	relayBesideICE(m) // relay.go

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -555,5 +556,43 @@ func lateRelayController(t *testing.T, home *string) (*fsm.Machine[*Peer], *fake
 	return m, fx, func(env fsm.Envelope) {
 		env.To = m.ID()
 		l.Deliver(env)
+	}
+}
+
+// RELAY.md §5.3: with the NetBird relay configured here and a remote that
+// sent a relayServerAddress, the agent gathers no TURN candidates; without
+// either, TURN stays (ICE over TURN is the only fallback then).
+func TestNoTURNBesideTheNetBirdRelay(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		hasRelay    bool
+		remoteRelay string
+		noTURN      bool
+	}{
+		{"relay here and there", true, farRelay, true},
+		{"remote sent no relay address", true, "", false},
+		{"no relay configured here", false, farRelay, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := &fakeEffects{}
+			l := fsm.NewLoop(fsm.Options{})
+			p := &Peer{Own: keyLow, Remote: keyMid, Effects: fx, SignalUp: true,
+				HomeRelay: func() (string, netip.Addr) { return homeRelay, netip.Addr{} },
+				HasRelay:  func() bool { return tc.hasRelay }}
+			m, _ := Add(l, p, nil)
+			defer l.Remove(m.ID())
+			env := relayOffer("R1", tc.remoteRelay)
+			env.To = m.ID()
+			l.Deliver(env)
+			var start string
+			for _, c := range fx.Take() {
+				if strings.HasPrefix(c, "StartICE") {
+					start = c
+				}
+			}
+			if start == "" || strings.HasSuffix(start, "no-turn") != tc.noTURN {
+				t.Fatalf("StartICE call %q, want no-turn %v", start, tc.noTURN)
+			}
+		})
 	}
 }

@@ -51,7 +51,11 @@ func (f *fakeEffects) Send(_ fsm.Sender, m sigwire.Message) {
 }
 
 func (f *fakeEffects) StartICE(_ fsm.Sender, a Agent) ICEHandle {
-	f.Record("StartICE", a.Local.Ufrag+"/"+a.Remote.Ufrag, fmt.Sprintf("controlling=%v", a.Controlling), fmt.Sprintf("pending=%d", len(a.Candidates)))
+	if a.NoTURN {
+		f.Record("StartICE", a.Local.Ufrag+"/"+a.Remote.Ufrag, fmt.Sprintf("controlling=%v", a.Controlling), fmt.Sprintf("pending=%d", len(a.Candidates)), "no-turn")
+	} else {
+		f.Record("StartICE", a.Local.Ufrag+"/"+a.Remote.Ufrag, fmt.Sprintf("controlling=%v", a.Controlling), fmt.Sprintf("pending=%d", len(a.Candidates)))
+	}
 	return fakeICE{f}
 }
 
