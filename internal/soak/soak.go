@@ -85,14 +85,28 @@ type Result struct {
 }
 
 // Margins of Check: the heap after the soak may be at most HeapFactor ×
-// the heap at the start + HeapSlack; RSS at most RSSFactor × the start +
-// RSSSlack, at any sample.
+// the heap at the start + HeapSlack; RSS at most RSSFactor × the larger of
+// the start's RSS and heap + RSSSlack, at any sample.
+//
+// Why the heap is in the RSS bound: the heap counts memory allocated, RSS
+// the pages touched. At the start most of wireguard-go's packet buffers
+// (64 KiB each, BatchSize of them per queue and device) are allocated and
+// never yet written, so RSS starts at ~40 % of the heap and rises towards
+// it as traffic touches them, with the heap flat (soak runs: RSS 224–287 →
+// 539–679 MiB, heap 553–613 MiB). A bound on the start's RSS alone measured
+// that first touch, not growth; growth beyond what the process already held
+// still fails it.
 const (
 	HeapFactor = 1.5
 	HeapSlack  = 32 << 20
-	RSSFactor  = 2.0
+	RSSFactor  = 1.5
 	RSSSlack   = 256 << 20
 )
+
+// RSSBound is the most RSS Check allows at any sample.
+func (r Result) RSSBound() int64 {
+	return int64(RSSFactor*float64(max(r.RSSStart, int64(r.HeapStart)))) + RSSSlack
+}
 
 // Check returns the invariants the result breaks.
 func (r Result) Check() error {
@@ -104,9 +118,9 @@ func (r Result) Check() error {
 		errs = append(errs, fmt.Errorf("heap %d MiB after the soak, bound %d MiB (%.1f × %d MiB + %d MiB)",
 			r.HeapEnd>>20, lim>>20, HeapFactor, r.HeapStart>>20, HeapSlack>>20))
 	}
-	if lim := int64(RSSFactor*float64(r.RSSStart)) + RSSSlack; r.RSSPeak > lim || r.RSSEnd > lim {
-		errs = append(errs, fmt.Errorf("RSS peak %d MiB / end %d MiB, bound %d MiB (%.1f × %d MiB + %d MiB)",
-			r.RSSPeak>>20, r.RSSEnd>>20, lim>>20, RSSFactor, r.RSSStart>>20, RSSSlack>>20))
+	if lim := r.RSSBound(); r.RSSPeak > lim || r.RSSEnd > lim {
+		errs = append(errs, fmt.Errorf("RSS peak %d MiB / end %d MiB, bound %d MiB (%.1f × max(RSS %d MiB, heap %d MiB) at the start + %d MiB)",
+			r.RSSPeak>>20, r.RSSEnd>>20, lim>>20, RSSFactor, r.RSSStart>>20, r.HeapStart>>20, RSSSlack>>20))
 	}
 	return errors.Join(errs...)
 }
@@ -286,8 +300,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	m = sample(true)
 	s.res.HeapEnd, s.res.RSSEnd, s.res.ClientsEnd = m.heap, m.rss, len(s.nodes)
 	s.res.RSSPeak = max(s.res.RSSPeak, m.rss)
-	s.logf("heap %d → %d MiB, RSS %d → %d MiB (peak %d MiB); faults %v", s.res.HeapStart>>20, s.res.HeapEnd>>20,
-		s.res.RSSStart>>20, s.res.RSSEnd>>20, s.res.RSSPeak>>20, s.res.Faults)
+	s.logf("heap %d → %d MiB, RSS %d → %d MiB (peak %d MiB of %d MiB allowed); faults %v", s.res.HeapStart>>20, s.res.HeapEnd>>20,
+		s.res.RSSStart>>20, s.res.RSSEnd>>20, s.res.RSSPeak>>20, s.res.RSSBound()>>20, s.res.Faults)
 	return s.res, nil
 }
 
