@@ -517,34 +517,25 @@ var relayRows = []fsm.Transition[*Peer]{
 	// Elsewhere the reports are ignored (the spec's root Ignore): another
 	// path, or none yet, is judged by its own checks.
 
-	// Everywhere else a relay message is late or for another target.
-	{From: Parked, Event: EvRelayUp, Action: nothing},
+	// Everywhere else a relay message is late or for another target: a
+	// member does nothing with it unless its state says otherwise.
 	{From: Waiting, Event: EvRelayUp, Guard: relayUnsent, To: Offering, Action: offerAgain,
 		Doc: "our offers went out before the home relay was up: offer again with it (a relay-only remote pairs only on a relay it knows)"},
-	{From: Session, Event: EvRelayUp, Action: nothing, Doc: "the next offer or answer carries the relay"},
-	{From: Backoff, Event: EvRelayUp, Action: nothing},
-	{From: Idle, Event: EvRelayUp, Action: nothing},
-	{From: Parked, Event: relayfsm.EvReady, Action: nothing},
-	{From: Parked, Event: relayfsm.EvLost, Action: nothing},
+	{From: Member, Event: EvRelayUp, Action: nothing, Doc: "a session's next offer or answer carries the relay"},
 	{From: Session, Event: relayfsm.EvReady, Guard: readyForTarget, Action: keepRelay},
-	{From: Session, Event: relayfsm.EvReady, Action: nothing},
+	{From: Member, Event: relayfsm.EvReady, Action: nothing},
 	{From: Session, Event: relayfsm.EvLost, Action: forgetRelay},
-	{From: Backoff, Event: relayfsm.EvReady, Action: nothing},
-	{From: Backoff, Event: relayfsm.EvLost, Action: nothing},
-	{From: Idle, Event: relayfsm.EvReady, Action: nothing},
-	{From: Idle, Event: relayfsm.EvLost, Action: nothing},
+	{From: Member, Event: relayfsm.EvLost, Action: nothing},
 }
 
 // relayStates are the states of the relay path.
 var relayStates = []fsm.StateDef[*Peer]{
 	{Name: OverRelay, Parent: ICE, Doc: "WireGuard over the NetBird relay; ICE still checking (or failed: agent stopped)",
-		Entry: useRelayPath, Ignore: []fsm.Event{EvCheckTimeout, EvPathCheck, EvHandshakeDue}},
+		Entry: useRelayPath},
 	{Name: RelayOnly, Parent: Session, Initial: RelayWaiting, Doc: "no ICE: the remote sent no credentials, or ForceRelay",
-		Entry: startRelayOnly, Exit: stopRelayOnly, Ignore: []fsm.Event{EvResend, EvPathCheck, EvHandshakeDue, EvLocalCandidate, EvICEConnected, EvICEFailed}},
+		Entry: startRelayOnly, Exit: stopRelayOnly},
 	{Name: RelayWaiting, Parent: RelayOnly, Doc: "relay acquired, waiting for it to be ready; one deadline", Entry: armRelayDeadline},
-	{Name: RelayOnlyRelayed, Parent: RelayOnly, Doc: "WireGuard over the NetBird relay", Entry: useRelayPath,
-		Ignore: []fsm.Event{EvCheckTimeout}},
+	{Name: RelayOnlyRelayed, Parent: RelayOnly, Doc: "WireGuard over the NetBird relay", Entry: useRelayPath},
 	{Name: RemoteOffline, Parent: Session, Doc: "the relay reported the remote gone: no WireGuard peer, no timer; the relay watches it; its return (or its offer) starts over",
-		Entry: enterRemoteOffline, Exit: leaveRemoteOffline,
-		Ignore: []fsm.Event{EvResend, EvLocalCandidate, EvICEConnected, EvICEFailed, EvCheckTimeout, EvPathCheck, EvHandshakeDue}},
+		Entry: enterRemoteOffline, Exit: leaveRemoteOffline},
 }

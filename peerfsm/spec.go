@@ -7,8 +7,12 @@ import (
 	"github.com/nbfsm/nbfsm/relayfsm"
 )
 
-// States of a peer.
+// States of a peer. Member holds what every state of a peer in the network
+// map shares; its children keep their names (the hierarchy comes from
+// StateDef.Parent, not from the name), which are what status (`Machine:`)
+// and `netbird events` show.
 const (
+	Member    fsm.State = "member"
 	Parked    fsm.State = "parked"
 	Session   fsm.State = "session"
 	Offering  fsm.State = "session.offering"
@@ -82,50 +86,44 @@ var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
 		"signal drops; one that loses its path goes to `backoff` if signal is up, to `parked` if not.",
 	Initial: Parked,
 	Events:  events,
-	// The relay's reports of the remote's presence matter only where a
-	// state says so (relay.go); every other state inherits this.
-	Ignore: []fsm.Event{relayfsm.EvRemoteOnline, relayfsm.EvRemoteOffline},
+	// Late or not for this state unless a state says so: the ICE agent's
+	// and WireGuard's reports outside a session, a timer of another state,
+	// a message for another phase, and the relay's reports of the remote's
+	// presence (relay.go). Every state, closed too, inherits this.
+	Ignore: fsm.Join(iceEvents, wgEvents, []fsm.Event{EvUnpark, EvSignalUp, EvAnswer, EvGoIdle, EvResend, EvRetry, EvNetworkUp,
+		relayfsm.EvRemoteOnline, relayfsm.EvRemoteOffline}),
 	States: slices.Concat([]fsm.StateDef[*Peer]{
-		{Name: Parked, Doc: "no signal, or waiting for its unpark turn: nothing armed",
-			Ignore: fsm.Join(iceEvents, wgEvents, []fsm.Event{EvPark, EvSignalUp, EvAnswer, EvGoIdle, EvResend, EvRetry, EvNetworkUp})},
-		{Name: Session, Initial: Offering, Doc: "one local ICE session: fresh credentials and session id",
-			Entry: newSession, Exit: endSession, Ignore: []fsm.Event{EvUnpark, EvSignalUp, EvRetry, EvNetworkUp}},
+		{Name: Member, Initial: Parked, Doc: "in the network map: what every state below shares, each listing only what is its own"},
+		{Name: Parked, Parent: Member, Doc: "no signal, or waiting for its unpark turn: nothing armed",
+			Ignore: []fsm.Event{EvPark}},
+		{Name: Session, Parent: Member, Initial: Offering, Doc: "one local ICE session: fresh credentials and session id",
+			Entry: newSession, Exit: endSession},
 		{Name: Offering, Parent: Session, Doc: "offer sent, resent with backoff until an answer or an offer arrives, MaxOffers in all",
-			Entry: sendOffer, Ignore: iceEvents},
-		{Name: Waiting, Parent: Session, Doc: "MaxOffers unanswered: no timer; the remote's offer, a map change for it, network-up or a signal reconnect wakes it",
-			Ignore: fsm.Join(iceEvents, []fsm.Event{EvResend})},
+			Entry: sendOffer},
+		{Name: Waiting, Parent: Session, Doc: "MaxOffers unanswered: no timer; the remote's offer, a map change for it, network-up or a signal reconnect wakes it"},
 		{Name: ICE, Parent: Session, Initial: Checking, Doc: "an ICE agent for (local, remote) credentials",
-			Entry: startICE, Exit: stopICE, Ignore: []fsm.Event{EvResend}},
-		{Name: Checking, Parent: ICE, Doc: "connectivity checks; a deadline is armed", Entry: armCheckDeadline,
-			Ignore: []fsm.Event{EvPathCheck, EvHandshakeDue}},
+			Entry: startICE, Exit: stopICE},
+		{Name: Checking, Parent: ICE, Doc: "connectivity checks; a deadline is armed", Entry: armCheckDeadline},
 		{Name: Connected, Parent: ICE, Initial: Direct, Doc: "WireGuard flows; signal is no longer needed",
-			Entry: connected, Exit: leaveConnected, Ignore: []fsm.Event{EvCheckTimeout}},
+			Entry: connected, Exit: leaveConnected},
 		{Name: Direct, Parent: Connected, Doc: "WireGuard endpoint = the remote candidate; the ICE agent is closed, the shared socket answers STUN, one lazy path check is armed",
 			Entry: holdDirectPath, Exit: releaseDirectPath},
 		{Name: Relayed, Parent: Connected, Doc: "WireGuard bridged through the ICE (TURN) connection; the agent stays",
-			Entry: holdRelayedPath, Ignore: []fsm.Event{EvPathCheck, EvHandshakeDue}},
-		{Name: Backoff, Doc: "one timer, then offer again", Entry: armRetry,
-			Ignore: fsm.Join(iceEvents, wgEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend, EvNetworkUp})},
-		{Name: Idle, Doc: "the remote went idle (GO_IDLE): no offers until it offers again",
-			Ignore: fsm.Join(iceEvents, wgEvents, []fsm.Event{EvUnpark, EvAnswer, EvGoIdle, EvResend, EvRetry, EvCandidate, EvNetworkUp})},
-		{Name: Closed, Doc: "left the network map", Entry: closed, Ignore: events},
+			Entry: holdRelayedPath},
+		{Name: Backoff, Parent: Member, Doc: "one timer, then offer again", Entry: armRetry},
+		{Name: Idle, Parent: Member, Doc: "the remote went idle (GO_IDLE): no offers until it offers again",
+			Ignore: []fsm.Event{EvCandidate}},
+		{Name: Closed, Doc: "left the network map", Entry: closed,
+			Ignore: []fsm.Event{EvPark, EvOffer, EvCandidate, EvSendFailed, EvUpdate, EvRemove, relayfsm.EvReady, relayfsm.EvLost, EvRelayUp}}, // what a member handles
 	}, relayStates), // the relay path: relay.go
 	// The relay path's rows come first: relay.go.
 	Transitions: slices.Concat(relayRows, []fsm.Transition[*Peer]{
 		// Parked.
 		{From: Parked, Event: EvUnpark, To: Session, Action: signalUp},
-		{From: Parked, Event: EvOffer, Guard: hasSessionAndCredentials, To: ICE, Action: acceptOffer,
-			Doc: "the remote is ready: answer without waiting for a turn"},
-		{From: Parked, Event: EvOffer, Action: countBad},
-		{From: Parked, Event: EvCandidate, Action: bufferCandidate},
 
 		// Any session.
 		{From: Session, Event: EvPark, To: Parked, Action: signalDown},
 		{From: Session, Event: EvGoIdle, To: Idle},
-		{From: Session, Event: EvCandidate, Action: bufferCandidate, Doc: "before the exchange: kept for the agent"},
-		{From: Session, Event: EvOffer, Guard: hasSessionAndCredentials, To: ICE, Action: acceptOffer,
-			Doc: "new remote session while an agent runs: new local session, new agent, answer"},
-		{From: Session, Event: EvOffer, Action: countBad, Doc: "no session id or credentials: ignored, as official peers do"},
 
 		// Offering.
 		{From: Offering, Event: EvResend, Guard: offersSent, To: Waiting, Doc: "the remote is offline: it offers when it comes online"},
@@ -184,26 +182,16 @@ var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
 		{From: Backoff, Event: EvRetry, To: Session},
 		{From: Backoff, Event: EvPark, To: Parked, Action: signalDown},
 		{From: Backoff, Event: EvSignalUp, Action: signalUp},
-		{From: Backoff, Event: EvOffer, Guard: hasSessionAndCredentials, To: ICE, Action: acceptOffer},
-		{From: Backoff, Event: EvOffer, Action: countBad},
-		{From: Backoff, Event: EvCandidate, Action: bufferCandidate},
-		{From: Idle, Event: EvOffer, Guard: hasSessionAndCredentials, To: ICE, Action: acceptOffer},
-		{From: Idle, Event: EvOffer, Action: countBad},
 		{From: Idle, Event: EvPark, Action: signalDown},
 		{From: Idle, Event: EvSignalUp, Action: signalUp},
 
-		// Everywhere but closed.
-		{From: Parked, Event: EvSendFailed, Action: countSendFailure},
-		{From: Session, Event: EvSendFailed, Action: countSendFailure, Doc: "counted; an unanswered offer is resent by its timer"},
-		{From: Backoff, Event: EvSendFailed, Action: countSendFailure},
-		{From: Idle, Event: EvSendFailed, Action: countSendFailure},
-		{From: Parked, Event: EvUpdate, Action: updateAllowedIPs},
-		{From: Session, Event: EvUpdate, Action: updateAllowedIPs},
-		{From: Backoff, Event: EvUpdate, Action: updateAllowedIPs},
-		{From: Idle, Event: EvUpdate, Action: updateAllowedIPs},
-		{From: Parked, Event: EvRemove, To: Closed},
-		{From: Session, Event: EvRemove, To: Closed},
-		{From: Backoff, Event: EvRemove, To: Closed},
-		{From: Idle, Event: EvRemove, To: Closed},
+		// Every member (everywhere but closed).
+		{From: Member, Event: EvOffer, Guard: hasSessionAndCredentials, To: ICE, Action: acceptOffer,
+			Doc: "the remote is ready: answer without waiting for a turn; in a session, a new remote session: new local session, new agent, answer"},
+		{From: Member, Event: EvOffer, Action: countBad, Doc: "no session id or credentials: ignored, as official peers do"},
+		{From: Member, Event: EvCandidate, Action: bufferCandidate, Doc: "before the exchange: kept for the agent"},
+		{From: Member, Event: EvSendFailed, Action: countSendFailure, Doc: "counted; an unanswered offer is resent by its timer"},
+		{From: Member, Event: EvUpdate, Action: updateAllowedIPs},
+		{From: Member, Event: EvRemove, To: Closed},
 	}),
 })
