@@ -564,7 +564,7 @@ func queueParked(m *fsm.Machine[*Engine], ev fsm.Envelope) {
 	if !ok {
 		return
 	}
-	if n := m.Loop().Machine(r.Machine); n != nil && n.State() == peerfsm.Parked {
+	if n := m.Loop().Machine(r.Machine); n != nil && n.In(peerfsm.Parked) {
 		m.Data.queue = append(m.Data.queue, r.Machine)
 	}
 }
@@ -580,7 +580,7 @@ func parkPeers(m *fsm.Machine[*Engine], _ fsm.Envelope) {
 	n := m.Broadcast(peerfsm.Kind, "", peerfsm.EvPark, nil)
 	kept := 0
 	m.Children(peerfsm.Kind, func(c fsm.Node) bool {
-		if c.State() == peerfsm.Direct || c.State() == peerfsm.Relayed {
+		if c.In(peerfsm.Connected) {
 			kept++
 		}
 		return true
@@ -600,7 +600,7 @@ func signalIsUp(m *fsm.Machine[*Engine], _ fsm.Envelope) {
 		}
 	}()
 	m.Children(peerfsm.Kind, func(n fsm.Node) bool {
-		if n.State() == peerfsm.Parked {
+		if n.In(peerfsm.Parked) {
 			e.queue = append(e.queue, n.ID())
 		} else {
 			m.Send(n.ID(), peerfsm.EvSignalUp, nil)

@@ -14,8 +14,11 @@ const (
 	ID   = "engine"
 )
 
-// States of the engine.
+// States of the engine. Active holds what every state between start and
+// stop shares; its children keep their names (the hierarchy comes from
+// StateDef.Parent, not from the name), which status and events show.
 const (
+	Active      fsm.State = "active"
 	Idle        fsm.State = "idle"
 	Starting    fsm.State = "starting"
 	Configuring fsm.State = "configuring"
@@ -56,32 +59,6 @@ var events = []fsm.Event{EvStart, EvStop, EvSetupKey, mgmtfsm.NotifyLogin, mgmtf
 	EvSignalUp, EvSignalDown, EvNeedsLogin, EvUnparkTick, EvUnparked, EvStopped, EvReap, EvNetworkChanged, EvPeerParked,
 	EvIfaceUp, EvIfaceFailed, EvIfaceRetry, EvRelayUp}
 
-// lateIface: a worker's interface result that arrives outside configuring
-// (the engine moved on meanwhile) is installed all the same, so that it is
-// released with the data path, or its failure noted.
-func lateIface(states ...fsm.State) []fsm.Transition[*Engine] {
-	var out []fsm.Transition[*Engine]
-	for _, s := range states {
-		out = append(out, fsm.Transition[*Engine]{From: s, Event: EvIfaceUp, Action: installIface},
-			fsm.Transition[*Engine]{From: s, Event: EvIfaceFailed, Action: ifaceFailed})
-	}
-	return out
-}
-
-// loggedIn are the rows shared by the states after a login where peers
-// follow the map: configuring and interface-failed.
-func loggedIn(s fsm.State) []fsm.Transition[*Engine] {
-	return []fsm.Transition[*Engine]{
-		{From: s, Event: mgmtfsm.NotifyMap, Action: applyMap},
-		{From: s, Event: mgmtfsm.NotifyConfig, Action: applyConfig},
-		{From: s, Event: EvNeedsLogin, To: NeedsLogin},
-		{From: s, Event: EvSetupKey, Action: forwardSetupKey},
-		{From: s, Event: EvStop, To: Stopping},
-		{From: s, Event: EvReap, Action: reap},
-		{From: s, Event: EvSignalDown, Action: parkPeers},
-	}
-}
-
 // Spec is the engine: the root supervisor. Its routing table turns link
 // transitions into engine events; its states decide what peers hear.
 var Spec = fsm.MustCompile(fsm.Spec[*Engine]{
@@ -91,55 +68,63 @@ var Spec = fsm.MustCompile(fsm.Spec[*Engine]{
 		"connected (connected peers keep their tunnels). Network maps are reconciled into peer machines.",
 	Initial: Idle,
 	Events:  events,
+	// What a state does not handle itself: a lifecycle event or a message of
+	// the links is for another state (Active handles most), a timer or a
+	// report is late. Every state inherits this.
+	Ignore: []fsm.Event{EvStart, EvStop, mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig, EvSignalUp, EvSignalDown,
+		EvNeedsLogin, EvUnparkTick, EvUnparked, EvStopped, EvReap, EvNetworkChanged, EvPeerParked, EvIfaceRetry},
 	States: []fsm.StateDef[*Engine]{
-		{Name: Idle, Doc: "not started",
-			Ignore: fsm.Join([]fsm.Event{EvIfaceRetry}, []fsm.Event{EvStop, mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig, EvSignalUp, EvSignalDown,
-				EvNeedsLogin, EvUnparkTick, EvUnparked, EvStopped, EvReap, EvNetworkChanged, EvPeerParked})},
-		{Name: Starting, Doc: "management link logging in", Entry: startManagement,
-			Ignore: fsm.Join([]fsm.Event{EvIfaceRetry}, []fsm.Event{EvStart, EvSignalUp, EvUnparkTick, EvUnparked, EvStopped, EvPeerParked})},
-		{Name: Configuring, Doc: "logged in: creating the WireGuard interface with the login's address", Entry: bringUp,
-			Ignore: []fsm.Event{EvStart, EvSignalUp, EvUnparkTick, EvUnparked, EvStopped, EvPeerParked, EvIfaceRetry}},
-		{Name: IfaceFailed, Doc: "the interface could not be created: retried by one backoff timer, a new login or a network change",
-			Entry: armIfaceRetry, Ignore: []fsm.Event{EvStart, EvSignalUp, EvUnparkTick, EvUnparked, EvStopped, EvPeerParked}},
-		{Name: Running, Initial: SignalDown, Doc: "logged in: peers follow the network map",
-			Ignore: []fsm.Event{EvStart, EvStopped, EvIfaceRetry}},
+		{Name: Idle, Doc: "not started"},
+		{Name: Active, Initial: Starting, Doc: "between start and stop: what every state below shares, each listing only what is its own"},
+		{Name: Starting, Parent: Active, Doc: "management link logging in", Entry: startManagement},
+		{Name: Configuring, Parent: Active, Doc: "logged in: creating the WireGuard interface with the login's address", Entry: bringUp},
+		{Name: IfaceFailed, Parent: Active, Doc: "the interface could not be created: retried by one backoff timer, a new login or a network change",
+			Entry: armIfaceRetry},
+		{Name: Running, Parent: Active, Initial: SignalDown, Doc: "logged in: peers follow the network map"},
 		{Name: SignalDown, Parent: Running, Doc: "every peer that is not connected is parked", Entry: parkPeers,
-			Ignore: []fsm.Event{EvSignalDown, EvUnparkTick, EvUnparked, EvPeerParked}},
-		{Name: SignalUp, Parent: Running, Initial: Unparking, Doc: "signal connected", Entry: signalIsUp,
-			Ignore: []fsm.Event{EvSignalUp}},
+			Ignore: []fsm.Event{EvSignalDown}},
+		{Name: SignalUp, Parent: Running, Initial: Unparking, Doc: "signal connected", Entry: signalIsUp},
 		{Name: Unparking, Parent: SignalUp, Doc: "releasing parked peers, a batch per tick", Entry: startUnparking},
-		{Name: Steady, Parent: SignalUp, Doc: "every peer has had its turn", Ignore: []fsm.Event{EvUnparkTick, EvUnparked}},
-		{Name: NeedsLogin, Doc: "management rejected the setup key: waiting for a new one",
-			Ignore: fsm.Join([]fsm.Event{EvIfaceRetry}, []fsm.Event{EvStart, EvSignalUp, EvUnparkTick, EvUnparked, EvStopped, EvNeedsLogin,
-				mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig, EvPeerParked})},
-		{Name: Stopping, Doc: "links and peers told to stop", Entry: stopAll,
-			Ignore: fsm.Join([]fsm.Event{EvIfaceRetry}, []fsm.Event{EvStart, EvStop, EvSetupKey, mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig,
-				EvSignalUp, EvSignalDown, EvNeedsLogin, EvUnparkTick, EvUnparked, EvNetworkChanged, EvPeerParked})},
-		{Name: Stopped, Doc: "stopped: links stopped, no peer machines; start begins again",
-			Ignore: fsm.Join([]fsm.Event{EvIfaceRetry}, []fsm.Event{EvStop, mgmtfsm.NotifyLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig, EvSignalUp, EvSignalDown,
-				EvNeedsLogin, EvUnparkTick, EvUnparked, EvStopped, EvReap, EvNetworkChanged, EvPeerParked})},
+		{Name: Steady, Parent: SignalUp, Doc: "every peer has had its turn"},
+		{Name: NeedsLogin, Parent: Active, Doc: "management rejected the setup key: waiting for a new one",
+			Ignore: []fsm.Event{EvNeedsLogin, mgmtfsm.NotifyMap, mgmtfsm.NotifyConfig}},
+		{Name: Stopping, Doc: "links and peers told to stop", Entry: stopAll, Ignore: []fsm.Event{EvSetupKey}},
+		{Name: Stopped, Doc: "stopped: links stopped, no peer machines; start begins again"},
 	},
-	Transitions: append(append([]fsm.Transition[*Engine]{
-		{From: Idle, Event: EvStart, To: Starting},
-		{From: Idle, Event: EvSetupKey, Action: forwardSetupKey},
-		{From: Starting, Event: mgmtfsm.NotifyLogin, To: Configuring, Action: storeLogin},
-		{From: Starting, Event: EvSignalDown, Action: parkPeers, Doc: "peers of an earlier login stop offering"},
-		{From: Starting, Event: EvNeedsLogin, To: NeedsLogin},
-		{From: Starting, Event: EvStop, To: Stopping},
-		{From: Starting, Event: EvSetupKey, Action: forwardSetupKey},
-		{From: Starting, Event: mgmtfsm.NotifyMap, Action: applyMap},
-		{From: Starting, Event: mgmtfsm.NotifyConfig, Action: applyConfig},
-		{From: Starting, Event: EvReap, Action: reap},
-		{From: Starting, Event: EvNetworkChanged, Action: forwardNetwork},
-		{From: Running, Event: mgmtfsm.NotifyLogin, Action: applyLogin, Doc: "re-login after a management reconnect"},
+	Transitions: []fsm.Transition[*Engine]{
+		// Every state, unless it says otherwise.
+		{From: fsm.Root, Event: EvSetupKey, Action: forwardSetupKey},
+		{From: fsm.Root, Event: EvIfaceUp, Action: installIface,
+			Doc: "a worker's result that arrives outside configuring (the engine moved on meanwhile) is installed all the same, so that it is released with the data path"},
+		{From: fsm.Root, Event: EvIfaceFailed, Action: ifaceFailed, Doc: "late: its failure noted"},
+		{From: fsm.Root, Event: EvRelayUp, Action: nothingToDo},
 
-		{From: Running, Event: mgmtfsm.NotifyMap, Action: applyMap, Doc: "reconcile peers"},
-		{From: Running, Event: mgmtfsm.NotifyConfig, Action: applyConfig},
-		{From: Running, Event: EvNeedsLogin, To: NeedsLogin},
-		{From: Running, Event: EvSetupKey, Action: forwardSetupKey},
-		{From: Running, Event: EvStop, To: Stopping},
-		{From: Running, Event: EvReap, Action: reap},
-		{From: Running, Event: EvNetworkChanged, Action: forwardNetwork},
+		{From: Idle, Event: EvStart, To: Starting},
+		{From: Stopped, Event: EvStart, To: Starting},
+
+		// Every state between start and stop.
+		{From: Active, Event: mgmtfsm.NotifyMap, Action: applyMap, Doc: "reconcile peers"},
+		{From: Active, Event: mgmtfsm.NotifyConfig, Action: applyConfig},
+		{From: Active, Event: EvNeedsLogin, To: NeedsLogin},
+		{From: Active, Event: EvStop, To: Stopping},
+		{From: Active, Event: EvReap, Action: reap},
+		{From: Active, Event: EvNetworkChanged, Action: forwardNetwork},
+		{From: Active, Event: EvSignalDown, Action: parkPeers,
+			Doc: "peers not connected stop offering (those of an earlier login while starting; the map's peers stay in needs-login)"},
+
+		{From: Starting, Event: mgmtfsm.NotifyLogin, To: Configuring, Action: storeLogin},
+		{From: Configuring, Event: EvIfaceUp, Guard: signalConnected, To: SignalUp, Action: ifaceReady,
+			Doc: "signal stayed connected (a re-login): straight to signal-up"},
+		{From: Configuring, Event: EvIfaceUp, To: SignalDown, Action: ifaceReady},
+		{From: Configuring, Event: EvIfaceFailed, To: IfaceFailed, Action: ifaceFailed},
+		{From: Configuring, Event: mgmtfsm.NotifyLogin, Action: storeLogin, Doc: "the newest login wins; its result follows"},
+		{From: IfaceFailed, Event: EvIfaceRetry, To: Configuring},
+		{From: IfaceFailed, Event: mgmtfsm.NotifyLogin, To: Configuring, Action: storeLogin, Doc: "a new login: try at once"},
+		{From: IfaceFailed, Event: EvNetworkChanged, To: Configuring, Action: forwardNetwork, Doc: "the network changed: try at once"},
+		{From: Running, Event: mgmtfsm.NotifyLogin, Action: applyLogin, Doc: "re-login after a management reconnect"},
+		// The relay link (relayfsm): peers in a session hear that the home
+		// relay is up (they may have started before it).
+		{From: Running, Event: EvRelayUp, Action: relayUp},
 		{From: SignalDown, Event: EvSignalUp, To: SignalUp},
 		{From: SignalUp, Event: EvSignalDown, To: SignalDown},
 		{From: Unparking, Event: EvUnparkTick, Action: unparkBatch},
@@ -150,36 +135,10 @@ var Spec = fsm.MustCompile(fsm.Spec[*Engine]{
 			Doc: "a new peer, or one parked by a stale signal-down (it accepted an offer before its turn)"},
 		{From: NeedsLogin, Event: EvSetupKey, To: Starting, Action: forwardSetupKey},
 		{From: NeedsLogin, Event: mgmtfsm.NotifyLogin, To: Configuring, Action: storeLogin},
-		{From: NeedsLogin, Event: EvSignalDown, Action: parkPeers, Doc: "the map's peers stay; those not connected stop offering"},
-		{From: NeedsLogin, Event: EvStop, To: Stopping},
-		{From: NeedsLogin, Event: EvReap, Action: reap},
-		{From: NeedsLogin, Event: EvNetworkChanged, Action: forwardNetwork},
-		{From: Configuring, Event: EvIfaceUp, Guard: signalConnected, To: SignalUp, Action: ifaceReady,
-			Doc: "signal stayed connected (a re-login): straight to signal-up"},
-		{From: Configuring, Event: EvIfaceUp, To: SignalDown, Action: ifaceReady},
-		{From: Configuring, Event: EvIfaceFailed, To: IfaceFailed, Action: ifaceFailed},
-		{From: Configuring, Event: mgmtfsm.NotifyLogin, Action: storeLogin, Doc: "the newest login wins; its result follows"},
-		{From: Configuring, Event: EvNetworkChanged, Action: forwardNetwork},
-		{From: IfaceFailed, Event: EvIfaceRetry, To: Configuring},
-		{From: IfaceFailed, Event: mgmtfsm.NotifyLogin, To: Configuring, Action: storeLogin, Doc: "a new login: try at once"},
-		{From: IfaceFailed, Event: EvNetworkChanged, To: Configuring, Action: forwardNetwork, Doc: "the network changed: try at once"},
+
 		{From: Stopping, Event: EvStopped, To: Stopped},
 		{From: Stopping, Event: EvReap, Action: reap},
-		{From: Stopped, Event: EvStart, To: Starting},
-		{From: Stopped, Event: EvSetupKey, Action: forwardSetupKey},
-
-		// The relay link (relayfsm): peers in a session hear that the home
-		// relay is up (they may have started before it).
-		{From: Running, Event: EvRelayUp, Action: relayUp},
-		{From: Idle, Event: EvRelayUp, Action: nothingToDo},
-		{From: Starting, Event: EvRelayUp, Action: nothingToDo},
-		{From: Configuring, Event: EvRelayUp, Action: nothingToDo},
-		{From: IfaceFailed, Event: EvRelayUp, Action: nothingToDo},
-		{From: NeedsLogin, Event: EvRelayUp, Action: nothingToDo},
-		{From: Stopping, Event: EvRelayUp, Action: nothingToDo},
-		{From: Stopped, Event: EvRelayUp, Action: nothingToDo},
-	}, loggedIn(Configuring)...), append(loggedIn(IfaceFailed), lateIface(Idle, Starting, IfaceFailed, Running, NeedsLogin,
-		Stopping, Stopped)...)...),
+	},
 	Routes: []fsm.Route{
 		{Kind: signalfsm.Kind, Enter: signalfsm.Connected, Raise: EvSignalUp},
 		{Kind: relayfsm.Kind, Enter: relayfsm.Connected, Raise: EvRelayUp},
