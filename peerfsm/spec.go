@@ -7,10 +7,11 @@ import (
 	"github.com/nbfsm/nbfsm/relayfsm"
 )
 
-// States of a peer. Member holds what every state of a peer in the network
-// map shares; its children keep their names (the hierarchy comes from
-// StateDef.Parent, not from the name), which are what status (`Machine:`)
-// and `netbird events` show.
+// States of a peer. Member holds the rows every state of a peer in the
+// network map shares (the ignores every state shares are the root's, which
+// closed inherits too); its children keep their names (the hierarchy comes
+// from StateDef.Parent, not from the name), which are what status
+// (`Machine:`) and `netbird events` show.
 const (
 	Member    fsm.State = "member"
 	Parked    fsm.State = "parked"

@@ -109,6 +109,25 @@ type relayConn struct{ fakeNetConn }
 
 func TestSpecIsTotal(t *testing.T) { fsmtest.AssertTotal(t, Spec) }
 
+// TestClosedIgnoresEverything: closed inherits the root's ignores and
+// lists what a member handles; together they must be every event, so that
+// a removed peer does nothing whatever arrives late.
+func TestClosedIgnoresEverything(t *testing.T) {
+	n := 0
+	for _, o := range Spec.Outcomes() {
+		if o.State != Closed {
+			continue
+		}
+		n++
+		if o.Kind != fsm.Ignored || len(o.Guarded) > 0 {
+			t.Errorf("closed × %s: %s at %s (guards %v), want ignored", o.Event, o.Kind, o.At, o.Guarded)
+		}
+	}
+	if n != len(events) {
+		t.Errorf("closed has %d outcomes, want one per event (%d)", n, len(events))
+	}
+}
+
 var (
 	keyLow  = wgtypes.Key{0x04} // "B..."
 	keyHigh = wgtypes.Key{0x80} // "g..."
