@@ -580,7 +580,9 @@ func parkPeers(m *fsm.Machine[*Engine], _ fsm.Envelope) {
 	n := m.Broadcast(peerfsm.Kind, "", peerfsm.EvPark, nil)
 	kept := 0
 	m.Children(peerfsm.Kind, func(c fsm.Node) bool {
-		if c.In(peerfsm.Connected) {
+		// The states whose tunnel does not need signal (their park rows
+		// stay): ICE-connected, and on the NetBird relay.
+		if c.In(peerfsm.Connected) || c.In(peerfsm.OverRelay) || c.In(peerfsm.RelayOnlyRelayed) {
 			kept++
 		}
 		return true

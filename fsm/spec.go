@@ -2,7 +2,10 @@ package fsm
 
 // State names a state of a machine kind. Nested states are written with their
 // parent's name as a prefix, by convention "connected.direct", but the
-// hierarchy itself comes from StateDef.Parent, never from the name.
+// hierarchy itself comes from StateDef.Parent, never from the name. A parent
+// added later to group existing states (the peer's "member", the engine's
+// "active") keeps its children's names, so that status and traces that show
+// them do not change.
 type State string
 
 // Root names the machine itself: the implicit parent of every top-level
