@@ -39,13 +39,13 @@ test-short:
 ## bench: the framework's and the data path's benchmarks (docs/benchmarks.md).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/
-	$(GO) test -run '^$$' -bench FirstPacket -benchtime 20x ./engine/
+	$(GO) test -run '^$$' -bench FirstPacket -benchtime 20x ./client/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./internal/wgiface/
 
 ## iperf: tunnel throughput with iperf3 between two clients on real TUN devices (root only).
 iperf: root-deps
 	@command -v iperf3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null; }
-	$(GO) test -run '^$$' -bench TUNIperf3 -benchtime 1x -v ./engine/
+	$(GO) test -run '^$$' -bench TUNIperf3 -benchtime 1x -v ./client/
 
 ## bench-short: every scenario S1–S8 of `netbird bench` with small N and windows of seconds (CI).
 bench-short:

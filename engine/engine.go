@@ -200,6 +200,12 @@ func New(cfg Config) (*Engine, error) {
 // Loop returns the engine's loop (tests and the daemon observe it).
 func (e *Engine) Loop() *fsm.Loop { return e.loop }
 
+// WrapPeers replaces the peers' effects with wrap(the current ones). Call
+// it before Start: the client's tests gate ICE with it.
+func (e *Engine) WrapPeers(wrap func(peerfsm.Effects) peerfsm.Effects) {
+	e.cfg.Peers = wrap(e.cfg.Peers)
+}
+
 // Known reports whether k is in the current network map. It is safe from
 // any goroutine: the signal worker calls it before decrypting a message, so
 // strangers cost no crypto and create no state.

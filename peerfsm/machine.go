@@ -13,8 +13,8 @@ import (
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/backoff"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
+	"github.com/nbfsm/nbfsm/internal/relayuse"
 	"github.com/nbfsm/nbfsm/internal/sigwire"
-	"github.com/nbfsm/nbfsm/relayfsm"
 )
 
 // Kind is the machine kind.
@@ -87,7 +87,7 @@ type Peer struct {
 	RemoteRelayIP netip.Addr // the remote's relayServerIP (for a foreign relay)
 	RelayTarget   string     // the relay this session acquired (controller rule)
 	relayAcquired bool
-	relayConn     relayfsm.Opener
+	relayConn     relayuse.Opener
 	relayPath     net.Conn
 	sentRelay     string // the relay address of the last offer or answer built
 	relayCarried  bool   // WireGuard went over the relay this session

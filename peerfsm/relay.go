@@ -31,8 +31,8 @@ import (
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/relay"
+	"github.com/nbfsm/nbfsm/internal/relayuse"
 	"github.com/nbfsm/nbfsm/internal/sigwire"
-	"github.com/nbfsm/nbfsm/relayfsm"
 )
 
 // States of the relay path.
@@ -98,7 +98,7 @@ var relayOnlyMsg = &fsm.Guard[*Peer]{Name: "relay-only", Fn: func(m *fsm.Machine
 }}
 
 var readyForTarget = &fsm.Guard[*Peer]{Name: "relay-ready", Fn: func(m *fsm.Machine[*Peer], e fsm.Envelope) bool {
-	r, ok := e.Data.(relayfsm.Ready)
+	r, ok := e.Data.(relayuse.Ready)
 	return ok && m.Data.relayAcquired && (r.Addr == m.Data.RelayTarget || m.Data.RelayTarget == "")
 }}
 
@@ -259,7 +259,7 @@ func acquireRelay(m *fsm.Machine[*Peer]) {
 	}
 	releaseRelay(m)
 	p.RelayTarget, p.relayAcquired = target, true
-	m.Send(relayfsm.ID, relayfsm.EvAcquire, relayfsm.Use{Peer: m.ID(), Addr: target, Remote: relay.HashID(p.Remote.String()),
+	m.Send(relayuse.ID, relayuse.EvAcquire, relayuse.Use{Peer: m.ID(), Addr: target, Remote: relay.HashID(p.Remote.String()),
 		IP: p.RemoteRelayIP})
 }
 
@@ -267,7 +267,7 @@ func acquireRelay(m *fsm.Machine[*Peer]) {
 func releaseRelay(m *fsm.Machine[*Peer]) {
 	p := m.Data
 	if p.relayAcquired {
-		m.Send(relayfsm.ID, relayfsm.EvRelease, relayfsm.Use{Peer: m.ID(), Addr: p.RelayTarget})
+		m.Send(relayuse.ID, relayuse.EvRelease, relayuse.Use{Peer: m.ID(), Addr: p.RelayTarget})
 	}
 	p.relayAcquired, p.RelayTarget, p.relayConn, p.relayCarried = false, "", nil, false
 	closeRelayPath(p)
@@ -282,7 +282,7 @@ func closeRelayPath(p *Peer) {
 
 // keepRelay remembers a ready relay without using it yet.
 func keepRelay(m *fsm.Machine[*Peer], e fsm.Envelope) {
-	if r, ok := e.Data.(relayfsm.Ready); ok && r.Conn != nil {
+	if r, ok := e.Data.(relayuse.Ready); ok && r.Conn != nil {
 		m.Data.relayConn = r.Conn
 		if m.Data.RelayTarget == "" {
 			m.Data.RelayTarget = r.Addr // acquired as "the home relay" before it was up
@@ -459,10 +459,10 @@ var relayRows = []fsm.Transition[*Peer]{
 	{From: RelayOnly, Event: EvOffer, Guard: relayOnlyMsg, Action: answerAgainWithRelay, Doc: "repeated offer: answered"},
 	{From: RelayOnly, Event: EvAnswer, Guard: relayOnlyMsg, Action: nothing, Doc: "repeated answer"},
 	{From: RelayOnly, Event: EvAnswer, Action: countBad, Doc: "an answer with credentials to an older offer"},
-	{From: RelayWaiting, Event: relayfsm.EvReady, Guard: readyForTarget, To: RelayOnlyRelayed, Action: openRelayPath},
+	{From: RelayWaiting, Event: relayuse.EvReady, Guard: readyForTarget, To: RelayOnlyRelayed, Action: openRelayPath},
 	{From: RelayWaiting, Event: EvCheckTimeout, Guard: signalIsUp, To: Backoff},
 	{From: RelayWaiting, Event: EvCheckTimeout, To: Parked},
-	{From: RelayOnlyRelayed, Event: relayfsm.EvLost, Guard: relayLostForTarget, To: RelayWaiting, Action: forgetRelay,
+	{From: RelayOnlyRelayed, Event: relayuse.EvLost, Guard: relayLostForTarget, To: RelayWaiting, Action: forgetRelay,
 		Doc: "wait for the relay to come back (one deadline)"},
 	{From: RelayOnlyRelayed, Event: EvPark, Action: signalDown, Doc: "WireGuard does not need signal: stay"},
 	{From: RelayOnlyRelayed, Event: EvRelayFailed, Guard: wgStale, Action: nothing, Doc: "late: for a WireGuard peer removed since"},
@@ -479,14 +479,14 @@ var relayRows = []fsm.Transition[*Peer]{
 	{From: ICE, Event: EvAnswer, Guard: newRemoteRelay, Action: noteAndAcquire},
 	{From: Checking, Event: EvICEFailed, Guard: relayAcquired, Action: stopAgent,
 		Doc: "no ICE path, a relay acquired: wait for it until the check deadline"},
-	{From: Checking, Event: relayfsm.EvReady, Guard: readyForTarget, To: OverRelay, Action: openRelayPath,
+	{From: Checking, Event: relayuse.EvReady, Guard: readyForTarget, To: OverRelay, Action: openRelayPath,
 		Doc: "WireGuard over the relay while ICE checks"},
 	{From: OverRelay, Event: EvICEConnected, Guard: pairRelayed, To: Relayed, Action: recordPair},
 	{From: OverRelay, Event: EvICEConnected, To: Direct, Action: recordPair, Doc: "upgrade: the endpoint is switched"},
 	{From: OverRelay, Event: EvICEFailed, Action: stopAgent, Doc: "no direct path: the relay stays"},
-	{From: OverRelay, Event: relayfsm.EvLost, Guard: agentRunning, To: Checking, Action: forgetRelay},
-	{From: OverRelay, Event: relayfsm.EvLost, Guard: signalIsUp, To: Backoff, Action: forgetRelay},
-	{From: OverRelay, Event: relayfsm.EvLost, To: Parked, Action: forgetRelay},
+	{From: OverRelay, Event: relayuse.EvLost, Guard: agentRunning, To: Checking, Action: forgetRelay},
+	{From: OverRelay, Event: relayuse.EvLost, Guard: signalIsUp, To: Backoff, Action: forgetRelay},
+	{From: OverRelay, Event: relayuse.EvLost, To: Parked, Action: forgetRelay},
 	{From: OverRelay, Event: EvPark, Action: signalDown, Doc: "WireGuard does not need signal: stay"},
 	{From: OverRelay, Event: EvRelayFailed, Guard: wgStale, Action: nothing, Doc: "late: for a WireGuard peer removed since"},
 	{From: OverRelay, Event: EvRelayFailed, Guard: agentRunning, To: Checking, Action: relayFailed,
@@ -496,20 +496,20 @@ var relayRows = []fsm.Transition[*Peer]{
 	{From: OverRelay, Event: EvSignalUp, Action: signalUp},
 	{From: Direct, Event: EvPathCheck, Guard: fallbackToRelay, To: OverRelay, Action: fallBack,
 		Doc: "direct path silent: back to the relay, no renegotiation"},
-	{From: Connected, Event: relayfsm.EvReady, Guard: readyForTarget, Action: keepRelay, Doc: "kept for a fallback"},
-	{From: Direct, Event: relayfsm.EvLost, Action: forgetRelayKeepDirect,
+	{From: Connected, Event: relayuse.EvReady, Guard: readyForTarget, Action: keepRelay, Doc: "kept for a fallback"},
+	{From: Direct, Event: relayuse.EvLost, Action: forgetRelayKeepDirect,
 		Doc: "WireGuard may have followed the remote onto the relay: its endpoint is the direct pair's again"},
-	{From: Connected, Event: relayfsm.EvLost, Action: forgetRelay},
+	{From: Connected, Event: relayuse.EvLost, Action: forgetRelay},
 
 	// The relay's reports of the remote's presence (it watches the remote
 	// while the session holds the relay).
-	{From: RelayOnlyRelayed, Event: relayfsm.EvRemoteOffline, Guard: relayLostForTarget, To: RemoteOffline, Action: remoteGone,
+	{From: RelayOnlyRelayed, Event: relayuse.EvRemoteOffline, Guard: relayLostForTarget, To: RemoteOffline, Action: remoteGone,
 		Doc: "the relay, the only path, reports the remote gone: leave connected now"},
-	{From: OverRelay, Event: relayfsm.EvRemoteOffline, Guard: relayLostForTarget, To: RemoteOffline, Action: remoteGone,
+	{From: OverRelay, Event: relayuse.EvRemoteOffline, Guard: relayLostForTarget, To: RemoteOffline, Action: remoteGone,
 		Doc: "the relay carried WireGuard: the remote is gone (its agent goes too)"},
-	{From: RemoteOffline, Event: relayfsm.EvRemoteOnline, Guard: remoteBackSignalDown, To: Parked,
+	{From: RemoteOffline, Event: relayuse.EvRemoteOnline, Guard: remoteBackSignalDown, To: Parked,
 		Doc: "the remote is back but signal is down: no offer can go; parked until signal is up"},
-	{From: RemoteOffline, Event: relayfsm.EvRemoteOnline, Guard: relayLostForTarget, To: Session,
+	{From: RemoteOffline, Event: relayuse.EvRemoteOnline, Guard: relayLostForTarget, To: Session,
 		Doc: "the remote is back on the relay: a new session offers"},
 	{From: RemoteOffline, Event: EvOffer, Guard: relayOnlyMsg, To: RelayOnly, Action: acceptRelayOffer,
 		Doc: "the remote is back and offers relay-only"},
@@ -522,10 +522,10 @@ var relayRows = []fsm.Transition[*Peer]{
 	{From: Waiting, Event: EvRelayUp, Guard: relayUnsent, To: Offering, Action: offerAgain,
 		Doc: "our offers went out before the home relay was up: offer again with it (a relay-only remote pairs only on a relay it knows)"},
 	{From: Member, Event: EvRelayUp, Action: nothing, Doc: "a session's next offer or answer carries the relay"},
-	{From: Session, Event: relayfsm.EvReady, Guard: readyForTarget, Action: keepRelay},
-	{From: Member, Event: relayfsm.EvReady, Action: nothing},
-	{From: Session, Event: relayfsm.EvLost, Action: forgetRelay},
-	{From: Member, Event: relayfsm.EvLost, Action: nothing},
+	{From: Session, Event: relayuse.EvReady, Guard: readyForTarget, Action: keepRelay},
+	{From: Member, Event: relayuse.EvReady, Action: nothing},
+	{From: Session, Event: relayuse.EvLost, Action: forgetRelay},
+	{From: Member, Event: relayuse.EvLost, Action: nothing},
 }
 
 // relayStates are the states of the relay path.

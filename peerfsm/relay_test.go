@@ -12,8 +12,8 @@ import (
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/relay"
+	"github.com/nbfsm/nbfsm/internal/relayuse"
 	"github.com/nbfsm/nbfsm/internal/sigwire"
-	"github.com/nbfsm/nbfsm/relayfsm"
 )
 
 // fakeOpener opens fake relay paths and records for whom.
@@ -56,7 +56,7 @@ func relayOffer(ufrag, addr string) fsm.Envelope {
 
 func TestRelayPath(t *testing.T) {
 	ready := func(fx *fakeEffects, addr string) fsm.Envelope {
-		return fsm.Envelope{Event: relayfsm.EvReady, Data: relayfsm.Ready{Addr: addr, Conn: fakeOpener{fx}}}
+		return fsm.Envelope{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: addr, Conn: fakeOpener{fx}}}
 	}
 	type step struct {
 		ev      func(fx *fakeEffects) fsm.Envelope
@@ -89,7 +89,7 @@ func TestRelayPath(t *testing.T) {
 				{on(relayAnswer("R1", farRelay)), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=false pending=0"}},
 				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, farRelay) }, OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
 				{on(e(EvICEFailed, errors.New("ice failed"))), OverRelay, []string{"StopICE"}},
-				{on(fsm.Envelope{Event: relayfsm.EvLost, Data: farRelay}), Backoff, []string{"RemovePeer"}},
+				{on(fsm.Envelope{Event: relayuse.EvLost, Data: farRelay}), Backoff, []string{"RemovePeer"}},
 			}},
 		{name: "relay-only remote (\":\"): answered, served, waits for a lost relay", own: true, target: homeRelay,
 			steps: []step{
@@ -97,18 +97,18 @@ func TestRelayPath(t *testing.T) {
 				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, homeRelay) }, RelayOnlyRelayed, []string{"OpenRelayPath", "SetPeer relay"}},
 				{on(relayOffer("", farRelay)), RelayOnlyRelayed, []string{"Send answer L1"}},
 				{on(e(EvPark)), RelayOnlyRelayed, nil},
-				{on(fsm.Envelope{Event: relayfsm.EvLost, Data: homeRelay}), RelayWaiting, nil},
+				{on(fsm.Envelope{Event: relayuse.EvLost, Data: homeRelay}), RelayWaiting, nil},
 				{on(e(EvCheckTimeout)), Parked, []string{"RemovePeer"}},
 			}},
 		{name: "relay only: the relay reports the remote gone, the peer leaves connected; its return re-offers", own: true, target: homeRelay,
 			steps: []step{
 				{on(relayOffer("", farRelay)), RelayWaiting, []string{"SetPeer", "Send answer L1"}},
 				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, homeRelay) }, RelayOnlyRelayed, []string{"OpenRelayPath", "SetPeer relay"}},
-				{on(fsm.Envelope{Event: relayfsm.EvRemoteOffline, Data: farRelay}), RelayOnlyRelayed, nil}, // another relay's
-				{on(fsm.Envelope{Event: relayfsm.EvRemoteOffline, Data: homeRelay}), RemoteOffline, []string{"RemovePeer"}},
-				{on(fsm.Envelope{Event: relayfsm.EvRemoteOffline, Data: homeRelay}), RemoteOffline, nil},
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOffline, Data: farRelay}), RelayOnlyRelayed, nil}, // another relay's
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOffline, Data: homeRelay}), RemoteOffline, []string{"RemovePeer"}},
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOffline, Data: homeRelay}), RemoteOffline, nil},
 				{on(e(EvCheckTimeout)), RemoteOffline, nil},
-				{on(fsm.Envelope{Event: relayfsm.EvRemoteOnline, Data: homeRelay}), Offering, []string{"Send offer L2"}},
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOnline, Data: homeRelay}), Offering, []string{"Send offer L2"}},
 			}},
 		{name: "over the relay after ICE failed: the remote gone, then its relay-only offer pairs again", target: farRelay,
 			steps: []step{
@@ -116,7 +116,7 @@ func TestRelayPath(t *testing.T) {
 				{on(relayAnswer("R1", farRelay)), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=false pending=0"}},
 				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, farRelay) }, OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
 				{on(e(EvICEFailed, errors.New("ice failed"))), OverRelay, []string{"StopICE"}},
-				{on(fsm.Envelope{Event: relayfsm.EvRemoteOffline, Data: farRelay}), RemoteOffline, []string{"RemovePeer"}},
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOffline, Data: farRelay}), RemoteOffline, []string{"RemovePeer"}},
 				{on(relayOffer("", farRelay)), RelayWaiting, []string{"SetPeer", "Send answer L1"}},
 				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, farRelay) }, RelayOnlyRelayed, []string{"OpenRelayPath", "SetPeer relay"}},
 			}},
@@ -125,7 +125,7 @@ func TestRelayPath(t *testing.T) {
 				{on(e(EvUnpark)), Offering, []string{"Send offer L1"}},
 				{on(relayAnswer("R1", farRelay)), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=true pending=0"}},
 				{on(e(EvICEConnected, direct)), Direct, []string{"SetPeer 198.18.0.2:51820", "StopICE", "HoldPath"}},
-				{on(fsm.Envelope{Event: relayfsm.EvRemoteOffline, Data: homeRelay}), Direct, nil},
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOffline, Data: homeRelay}), Direct, nil},
 			}},
 		{name: "the relay cannot be bridged while ICE checks: not used, ICE goes on", own: true, target: homeRelay,
 			steps: []step{
@@ -140,7 +140,7 @@ func TestRelayPath(t *testing.T) {
 				{on(e(EvUnpark)), Offering, []string{"Send offer L1"}},
 				{on(relayAnswer("R1", farRelay)), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=true pending=0"}},
 				{func(fx *fakeEffects) fsm.Envelope {
-					return fsm.Envelope{Event: relayfsm.EvReady, Data: relayfsm.Ready{Addr: homeRelay, Conn: failingOpener{fx}}}
+					return fsm.Envelope{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: failingOpener{fx}}}
 				}, Checking, []string{"OpenRelayPath"}},
 			}},
 		{name: "ICE failed, then the relay cannot be bridged: backoff", target: farRelay,
@@ -184,16 +184,16 @@ func TestRelayPath(t *testing.T) {
 				{on(e(EvICEConnected, direct)), Direct, []string{"SetPeer 198.18.0.2:51820", "StopICE", "HoldPath"}},
 				// WireGuard may have roamed onto the relay bridge, which
 				// closes with the relay: the direct endpoint is set again.
-				{on(fsm.Envelope{Event: relayfsm.EvLost, Data: homeRelay}), Direct, []string{"SetPeer 198.18.0.2:51820"}},
-				{on(fsm.Envelope{Event: relayfsm.EvLost, Data: homeRelay}), Direct, nil}, // no bridge left: nothing to undo
+				{on(fsm.Envelope{Event: relayuse.EvLost, Data: homeRelay}), Direct, []string{"SetPeer 198.18.0.2:51820"}},
+				{on(fsm.Envelope{Event: relayuse.EvLost, Data: homeRelay}), Direct, nil}, // no bridge left: nothing to undo
 			}},
 		{name: "issue 13: relay only, signal down: the remote gone and back parks the peer (no offer without signal)", own: true, target: homeRelay,
 			steps: []step{
 				{on(relayOffer("", farRelay)), RelayWaiting, []string{"SetPeer", "Send answer L1"}},
 				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, homeRelay) }, RelayOnlyRelayed, []string{"OpenRelayPath", "SetPeer relay"}},
 				{on(e(EvPark)), RelayOnlyRelayed, nil},
-				{on(fsm.Envelope{Event: relayfsm.EvRemoteOffline, Data: homeRelay}), RemoteOffline, []string{"RemovePeer"}},
-				{on(fsm.Envelope{Event: relayfsm.EvRemoteOnline, Data: homeRelay}), Parked, nil},
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOffline, Data: homeRelay}), RemoteOffline, []string{"RemovePeer"}},
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOnline, Data: homeRelay}), Parked, nil},
 				{on(e(EvUnpark)), Offering, []string{"Send offer L2"}},
 			}},
 		{name: "ForceRelay: a credentialed offer is paired over the relay, answered with \":\"", force: true, target: farRelay,
@@ -310,14 +310,14 @@ func TestParkedPeerHoldsNoRelay(t *testing.T) {
 	if !p.relayAcquired || p.RelayTarget != homeRelay {
 		t.Fatalf("acquired %v target %q", p.relayAcquired, p.RelayTarget)
 	}
-	l.Deliver(fsm.Envelope{To: m.ID(), Event: relayfsm.EvReady, Data: relayfsm.Ready{Addr: homeRelay, Conn: fakeOpener{fx}}})
+	l.Deliver(fsm.Envelope{To: m.ID(), Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: fakeOpener{fx}}})
 	l.Deliver(fsm.Envelope{To: m.ID(), Event: EvPark})
 	if m.State() != OverRelay {
 		t.Fatalf("state %s", m.State())
 	}
 	// The relay drops while the agent still checks: back to checking; the
 	// check deadline then parks it (signal is down).
-	l.Deliver(fsm.Envelope{To: m.ID(), Event: relayfsm.EvLost, Data: homeRelay})
+	l.Deliver(fsm.Envelope{To: m.ID(), Event: relayuse.EvLost, Data: homeRelay})
 	if m.State() != Checking {
 		t.Fatalf("state %s", m.State())
 	}
@@ -347,7 +347,7 @@ func TestRelayUpKeepsThePathInUse(t *testing.T) {
 		l.Deliver(env)
 	}
 	deliver(relayOffer("", "")) // relay-only, no relay address: the home relay
-	deliver(fsm.Envelope{Event: relayfsm.EvReady, Data: relayfsm.Ready{Addr: homeRelay, Conn: fakeOpener{fx}}})
+	deliver(fsm.Envelope{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: fakeOpener{fx}}})
 	if m.State() != RelayOnlyRelayed || m.Data.relayPath == nil {
 		t.Fatalf("state %s, path %v: want relayed with a path", m.State(), m.Data.relayPath)
 	}
@@ -403,8 +403,8 @@ func TestRemoteOfflineHoldsOnlyTheWatch(t *testing.T) {
 	}
 	defer l.Remove(m.ID())
 	for _, env := range []fsm.Envelope{relayOffer("", farRelay),
-		{Event: relayfsm.EvReady, Data: relayfsm.Ready{Addr: homeRelay, Conn: fakeOpener{fx}}},
-		{Event: relayfsm.EvRemoteOffline, Data: homeRelay}} {
+		{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: fakeOpener{fx}}},
+		{Event: relayuse.EvRemoteOffline, Data: homeRelay}} {
 		env.To = m.ID()
 		l.Deliver(env)
 	}

@@ -4,7 +4,7 @@ import (
 	"slices"
 
 	"github.com/nbfsm/nbfsm/fsm"
-	"github.com/nbfsm/nbfsm/relayfsm"
+	"github.com/nbfsm/nbfsm/internal/relayuse"
 )
 
 // States of a peer. Member holds the rows every state of a peer in the
@@ -68,7 +68,7 @@ const (
 var events = []fsm.Event{EvUnpark, EvPark, EvSignalUp, EvOffer, EvAnswer, EvCandidate, EvGoIdle, EvResend,
 	EvLocalCandidate, EvICEConnected, EvICEFailed, EvCheckTimeout, EvPathCheck, EvHandshakeDue, EvSendFailed, EvRetry, EvUpdate, EvRemove,
 	EvNetworkUp, EvWGFailed, EvRelayFailed,
-	relayfsm.EvReady, relayfsm.EvLost, EvRelayUp, relayfsm.EvRemoteOnline, relayfsm.EvRemoteOffline} // the relay path's (relay.go)
+	relayuse.EvReady, relayuse.EvLost, EvRelayUp, relayuse.EvRemoteOnline, relayuse.EvRemoteOffline} // the relay path's (relay.go)
 
 // iceEvents come from a live ICE agent; outside one they are late.
 var iceEvents = []fsm.Event{EvLocalCandidate, EvICEConnected, EvICEFailed, EvCheckTimeout, EvPathCheck, EvHandshakeDue}
@@ -92,7 +92,7 @@ var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
 	// a message for another phase, and the relay's reports of the remote's
 	// presence (relay.go). Every state, closed too, inherits this.
 	Ignore: fsm.Join(iceEvents, wgEvents, []fsm.Event{EvUnpark, EvSignalUp, EvAnswer, EvGoIdle, EvResend, EvRetry, EvNetworkUp,
-		relayfsm.EvRemoteOnline, relayfsm.EvRemoteOffline}),
+		relayuse.EvRemoteOnline, relayuse.EvRemoteOffline}),
 	States: slices.Concat([]fsm.StateDef[*Peer]{
 		{Name: Member, Initial: Parked, Doc: "in the network map: what every state below shares, each listing only what is its own"},
 		{Name: Parked, Parent: Member, Doc: "no signal, or waiting for its unpark turn: nothing armed",
@@ -115,7 +115,7 @@ var Spec = fsm.MustCompile(fsm.Spec[*Peer]{
 		{Name: Idle, Parent: Member, Doc: "the remote went idle (GO_IDLE): no offers until it offers again",
 			Ignore: []fsm.Event{EvCandidate}},
 		{Name: Closed, Doc: "left the network map", Entry: closed,
-			Ignore: []fsm.Event{EvPark, EvOffer, EvCandidate, EvSendFailed, EvUpdate, EvRemove, relayfsm.EvReady, relayfsm.EvLost, EvRelayUp}}, // what a member handles
+			Ignore: []fsm.Event{EvPark, EvOffer, EvCandidate, EvSendFailed, EvUpdate, EvRemove, relayuse.EvReady, relayuse.EvLost, EvRelayUp}}, // what a member handles
 	}, relayStates), // the relay path: relay.go
 	// The relay path's rows come first: relay.go.
 	Transitions: slices.Concat(relayRows, []fsm.Transition[*Peer]{

@@ -15,12 +15,13 @@ import (
 	"github.com/nbfsm/nbfsm/internal/backoff"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/relay"
+	"github.com/nbfsm/nbfsm/internal/relayuse"
 )
 
 // Kind is the machine kind of the home link; its id is ID.
 const (
 	Kind = "relay"
-	ID   = "relay"
+	ID   = relayuse.ID
 )
 
 // Token is the relay token as management hands it out. It is a secret:
@@ -52,18 +53,13 @@ func (c Config) usable() bool {
 	return len(c.URLs) > 0 && c.Token.Payload != "" && c.Token.Signature != ""
 }
 
-// Use names a peer machine (Peer, its machine id) and the relay it needs
-// (Addr, an instance address; "" or the home address: the home relay).
-// Remote, if set, is the relay id of the peer's remote: while the relay is
-// connected and the use holds, the relay watches it (RELAY.md §3.7) and
-// the user is told EvRemoteOnline and EvRemoteOffline. IP is the remote's
-// relayServerIP, for a foreign relay (RELAY.md §5.2).
-type Use struct {
-	Peer   string
-	Addr   string
-	Remote relay.PeerID
-	IP     netip.Addr
-}
+// Use, Ready and Opener are the contract with the relay's users
+// (internal/relayuse).
+type (
+	Use    = relayuse.Use
+	Ready  = relayuse.Ready
+	Opener = relayuse.Opener
+)
 
 // Up is what EvUp carries: the authenticated connection and what the
 // machine keeps of it.
@@ -77,20 +73,6 @@ type Up struct {
 // UpOf describes an authenticated connection.
 func UpOf(c *relay.Conn) Up {
 	return Up{Conn: c, Addr: c.InstanceAddr(), ServerIP: c.ServerIP(), URL: c.URL()}
-}
-
-// Ready tells a user that its relay is connected: Addr is the instance
-// address, Conn the connection to open its peer on (nil in tests of the
-// machines alone).
-type Ready struct {
-	Addr string
-	Conn Opener
-}
-
-// Opener opens the virtual connection to a remote peer on a relay
-// connection: an in-process call, no I/O (relay.Conn.OpenPeer).
-type Opener interface {
-	Open(remote relay.PeerID) (net.Conn, error)
 }
 
 type connOpener struct{ c *relay.Conn }

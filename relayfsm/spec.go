@@ -3,6 +3,7 @@ package relayfsm
 import (
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/fsm/link"
+	"github.com/nbfsm/nbfsm/internal/relayuse"
 )
 
 // States of the home relay link: the link shape's (fsm/link), Unconfigured
@@ -34,21 +35,20 @@ const (
 	EvRetry                   = link.EvRetry     // backoff timer
 	EvNetworkUp               = link.EvNetworkUp
 	EvNetworkDown             = link.EvNetworkDown
-	EvAcquire       fsm.Event = "acquire"       // Data: Use (a peer needs a relay)
-	EvRelease       fsm.Event = "release"       // Data: Use (a peer no longer needs it)
-	EvForeignClosed fsm.Event = "foreign-gone"  // Data: string (address): a foreign machine closed
-	EvPeersOnline   fsm.Event = "peers-online"  // Data: []relay.PeerID (watched remotes now on the relay)
-	EvPeersOffline  fsm.Event = "peers-offline" // Data: []relay.PeerID (watched remotes gone from it)
+	EvAcquire                 = relayuse.EvAcquire // Data: Use (a peer needs a relay)
+	EvRelease                 = relayuse.EvRelease // Data: Use (a peer no longer needs it)
+	EvForeignClosed fsm.Event = "foreign-gone"     // Data: string (address): a foreign machine closed
+	EvPeersOnline   fsm.Event = "peers-online"     // Data: []relay.PeerID (watched remotes now on the relay)
+	EvPeersOffline  fsm.Event = "peers-offline"    // Data: []relay.PeerID (watched remotes gone from it)
 )
 
-// Events the relay machines send to peer machines (their users).
+// Events the relay machines send to peer machines (their users): the
+// contract of internal/relayuse.
 const (
-	EvReady fsm.Event = "relay-ready" // Data: Ready
-	EvLost  fsm.Event = "relay-lost"  // Data: string (instance address)
-	// The relay reports the user's remote present or gone (Data: string,
-	// the relay's instance address).
-	EvRemoteOnline  fsm.Event = "remote-online"
-	EvRemoteOffline fsm.Event = "remote-offline"
+	EvReady         = relayuse.EvReady // Data: Ready
+	EvLost          = relayuse.EvLost  // Data: string (instance address)
+	EvRemoteOnline  = relayuse.EvRemoteOnline
+	EvRemoteOffline = relayuse.EvRemoteOffline
 )
 
 var events = []fsm.Event{EvStart, EvStop, EvConfig, EvUp, EvConnectFailed, EvClosed, EvHealth, EvSilent, EvRetry,

@@ -3,7 +3,7 @@ package main
 import (
 	"go.uber.org/zap"
 
-	"github.com/nbfsm/nbfsm/engine"
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/internal/daemon"
 	"github.com/nbfsm/nbfsm/internal/netmon"
 )
@@ -12,7 +12,7 @@ import (
 // engine (when the config's NetworkMonitor is on): netlink events into the
 // engine's network-change entry points.
 func monitorFactory() daemon.MonitorFactory {
-	return func(c *engine.Client, exclude []string, log *zap.Logger) (func(), error) {
+	return func(c *client.Client, exclude []string, log *zap.Logger) (func(), error) {
 		sink := netmon.NewEngineSink(c, log)
 		r, err := netmon.Start(netmon.Options{Sink: sink, Exclude: exclude, Logger: log})
 		if err != nil {

@@ -1,5 +1,5 @@
 // Package daemon is `netbird service run`: the long-running process that
-// owns one engine.Client at a time and serves the local gRPC API of
+// owns one client.Client at a time and serves the local gRPC API of
 // internal/proto/daemonpb to the CLI. `down` closes the client (tunnels
 // removed, interface deleted), `up` builds a new one from the config: the
 // daemon itself never restarts. Status and events are views of the
@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/config"
@@ -60,9 +61,9 @@ type Options struct {
 // MonitorFactory starts a network monitor feeding c, leaving out the
 // addresses of the interfaces in exclude (the overlay, IFaceBlackList); the
 // returned function stops it.
-type MonitorFactory func(c *engine.Client, exclude []string, log *zap.Logger) (stop func(), err error)
+type MonitorFactory func(c *client.Client, exclude []string, log *zap.Logger) (stop func(), err error)
 
-// Daemon owns the config and at most one engine.Client.
+// Daemon owns the config and at most one client.Client.
 type Daemon struct {
 	o       Options
 	log     *zap.Logger
@@ -74,7 +75,7 @@ type Daemon struct {
 
 	mu          sync.Mutex // guards the fields below
 	cfg         *config.Config
-	client      *engine.Client
+	client      *client.Client
 	stopMonitor func()
 	hostname    string
 	closed      bool
@@ -88,7 +89,7 @@ type totals struct {
 	signal               sigwire.StatsSnapshot
 }
 
-func (t totals) add(c *engine.Client) totals {
+func (t totals) add(c *client.Client) totals {
 	if s, err := c.Status(); err == nil {
 		t.staleGen += s.Loop.StaleGen
 		t.staleTimer += s.Loop.StaleTimer
@@ -139,7 +140,7 @@ func (d *Daemon) Config() config.Config {
 }
 
 // Client returns the running client, or nil when down.
-func (d *Daemon) Client() *engine.Client {
+func (d *Daemon) Client() *client.Client {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.client
@@ -285,7 +286,7 @@ func (d *Daemon) startLocked(setupKey string) error {
 	if d.o.Netstack {
 		mode = wgiface.Netstack
 	}
-	c, err := engine.NewClient(engine.ClientOptions{
+	c, err := client.New(client.Options{
 		ManagementURL: cfg.ManagementURL.S, PrivateKey: key, SetupKey: setupKey, Meta: meta,
 		Mode: mode, Interface: cfg.WgIface, Listen: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(cfg.WgPort)),
 		MTU: cfg.MTU, DisableFirewall: cfg.DisableFirewall, BlockInbound: cfg.BlockInbound,

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/fsmwatch"
@@ -88,7 +89,7 @@ func shorten(s string) string {
 type node struct {
 	name    string
 	key     wgtypes.Key
-	c       *engine.Client
+	c       *client.Client
 	changes *fsmwatch.Changes // a token per transition, for until
 	started time.Time
 }
@@ -142,7 +143,7 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 		nodes = append(nodes, &node{name: name, key: key, changes: fsmwatch.NewChanges()})
 	}
 	for _, nd := range nodes {
-		nd.c, err = engine.NewClient(engine.ClientOptions{ManagementURL: n.ManagementURL(), PrivateKey: nd.key,
+		nd.c, err = client.New(client.Options{ManagementURL: n.ManagementURL(), PrivateKey: nd.key,
 			SetupKey: n.SetupKey(), Meta: mgmt.Meta{Hostname: nd.name, GoOS: "linux"}, Mode: wgiface.Netstack,
 			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(), Observers: []fsm.Observer{out.observer(nd.name), nd.changes}})
 		if err != nil {

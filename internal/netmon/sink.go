@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// Engine is what the monitor asks of the engine (engine.Client has it).
+// Engine is what the monitor asks of the engine (client.Client has it).
 type Engine interface {
 	NetworkChanged(up bool) error
 	PathsChanged(gone []netip.Addr) error

@@ -20,6 +20,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	nbclient "github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/fsmwatch"
@@ -519,7 +520,7 @@ type counters struct {
 }
 
 type member struct {
-	c       *engine.Client
+	c       *nbclient.Client
 	key     wgtypes.Key
 	changes *fsmwatch.Changes
 	name    string
@@ -585,7 +586,7 @@ func observe(ctx context.Context, d time.Duration, n *testnet.Network, ms []*mem
 // join starts a client of n with key.
 func join(ctx context.Context, n *testnet.Network, name string, key wgtypes.Key, obs ...fsm.Observer) (*member, error) {
 	changes := fsmwatch.NewChanges()
-	c, err := engine.NewClient(engine.ClientOptions{ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
+	c, err := nbclient.New(nbclient.Options{ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: name, GoOS: runtime.GOOS}, Mode: wgiface.Netstack,
 		Listen: mustLoopback(), Logger: countingLogger(), Observers: append([]fsm.Observer{changes}, obs...),
 		MeasureDispatch: true})

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	nbclient "github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/fsmwatch"
@@ -68,7 +69,7 @@ func countingLogger() *zap.Logger {
 }
 
 type client struct {
-	c       *engine.Client
+	c       *nbclient.Client
 	key     wgtypes.Key
 	changes *fsmwatch.Changes
 }
@@ -83,7 +84,7 @@ func newClientWith(n *testnet.Network, name string, measure bool) (*client, erro
 		return nil, err
 	}
 	changes := fsmwatch.NewChanges()
-	c, err := engine.NewClient(engine.ClientOptions{ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
+	c, err := nbclient.New(nbclient.Options{ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: name, GoOS: runtime.GOOS}, Mode: wgiface.Netstack,
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: countingLogger(), Observers: []fsm.Observer{changes},
 		MeasureDispatch: measure})
@@ -288,7 +289,7 @@ func countLinkTimers(s engine.Status) int64 {
 }
 
 // idle watches the process for o.Duration and prints its cost per minute.
-func idle(ctx context.Context, out io.Writer, c *engine.Client, o Options, title string) error {
+func idle(ctx context.Context, out io.Writer, c *nbclient.Client, o Options, title string) error {
 	s0, err := c.Status()
 	if err != nil {
 		return err

@@ -1,6 +1,6 @@
 //go:build linux
 
-package engine_test
+package client_test
 
 import (
 	"bufio"

@@ -1,6 +1,6 @@
-//go:build race
+//go:build !race
 
-package engine_test
+package client_test
 
 // raceEnabled: the race detector slows everything 5–10 times.
-const raceEnabled = true
+const raceEnabled = false

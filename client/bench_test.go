@@ -1,4 +1,4 @@
-package engine_test
+package client_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 // through their tunnel (the official client: 6.4 s median, held back by a
 // 5 s WireGuard responder wait). Run without -race:
 //
-//	go test -run '^$' -bench FirstPacket -benchtime 20x ./engine/
+//	go test -run '^$' -bench FirstPacket -benchtime 20x ./client/
 func BenchmarkFirstPacket(b *testing.B) {
 	n := startNet(b)
 	var times []time.Duration
@@ -48,7 +48,7 @@ func BenchmarkFirstPacket(b *testing.B) {
 // controlling ICE (its key sorts above nbfsm's) or nbfsm controlling. A
 // fresh double per iteration; run without -race:
 //
-//	go test -run '^$' -bench FirstPacketOfficial -benchtime 20x ./engine/
+//	go test -run '^$' -bench FirstPacketOfficial -benchtime 20x ./client/
 func BenchmarkFirstPacketOfficialControls(b *testing.B) { benchFirstPacketOfficial(b, true) }
 
 func BenchmarkFirstPacketOfficialControlled(b *testing.B) { benchFirstPacketOfficial(b, false) }

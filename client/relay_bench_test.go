@@ -1,4 +1,4 @@
-package engine_test
+package client_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/netping"
@@ -25,7 +26,7 @@ import (
 // is gVisor TCP + wireguard-go + the shared Bind's relay bridge + WebSocket
 // framing through the test network's relay server. Run without -race:
 //
-//	go test -run '^$' -bench RelayThroughput -benchtime 2000x ./engine/
+//	go test -run '^$' -bench RelayThroughput -benchtime 2000x ./client/
 func BenchmarkRelayThroughput(b *testing.B) {
 	const chunk = 64 << 10
 	n := startNet(b)
@@ -122,7 +123,7 @@ func TestRelayedIdlePeerCost(t *testing.T) {
 // client), so the figure per relayed peer is (H1−H0)/(2N); goroutines and
 // stack likewise. Run without -race:
 //
-//	go test -run '^$' -bench RelayedPeerBytes -benchtime 1x ./engine/
+//	go test -run '^$' -bench RelayedPeerBytes -benchtime 1x ./client/
 func BenchmarkRelayedPeerBytes(b *testing.B) {
 	const spokes = 8
 	n := startNet(b)
@@ -132,10 +133,10 @@ func BenchmarkRelayedPeerBytes(b *testing.B) {
 	}
 	hubPub := hubKey.PublicKey()
 	n.Mgmt.SetTopology(func(_, _ wgtypes.Key) bool { return false })
-	hub := startRelayNodeSetup(b, n, "hub", engine.ClientOptions{PrivateKey: hubKey, ForceRelay: true}, nil)
+	hub := startRelayNodeSetup(b, n, "hub", client.Options{PrivateKey: hubKey, ForceRelay: true}, nil)
 	var sp []*relayNode
 	for i := range spokes {
-		sp = append(sp, startRelayNodeSetup(b, n, fmt.Sprintf("spoke%d", i), engine.ClientOptions{}, nil))
+		sp = append(sp, startRelayNodeSetup(b, n, fmt.Sprintf("spoke%d", i), client.Options{}, nil))
 	}
 	for _, nd := range append([]*relayNode{hub}, sp...) {
 		if _, err := nd.watch.Until(engine.ID, engine.Running, wait); err != nil { // logged in, interface up

@@ -1,4 +1,4 @@
-package engine
+package client
 
 import (
 	"sync"
@@ -20,7 +20,7 @@ func (c *Client) Socket() *sharedsock.Socket { return c.sock }
 // a lost direct path within d. It is set on the peer's first transition
 // (long before a direct path is held). Call before Start.
 func (c *Client) SetPeerPathTimeout(d time.Duration) {
-	l := c.loop
+	l := c.Loop()
 	l.Observe(fsm.ObserverFunc(func(r fsm.Record) {
 		if r.Kind != peerfsm.Kind {
 			return
@@ -50,8 +50,8 @@ type heldCandidate struct {
 
 // GateICE installs a closed gate on c's ICE agents. Call before Start.
 func (c *Client) GateICE() *ICEGate {
-	g := &ICEGate{loop: c.loop}
-	c.Engine.cfg.Peers = gatedPeers{Effects: c.Engine.cfg.Peers, g: g}
+	g := &ICEGate{loop: c.Loop()}
+	c.WrapPeers(func(p peerfsm.Effects) peerfsm.Effects { return gatedPeers{Effects: p, g: g} })
 	return g
 }
 

@@ -1,4 +1,4 @@
-package engine_test
+package client_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/nbfsm/nbfsm/engine"
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/fsmwatch"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
@@ -30,7 +30,7 @@ func TestPathsChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alpha, err := engine.NewClient(engine.ClientOptions{
+	alpha, err := client.New(client.Options{
 		ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: "alpha", GoOS: "linux"}, Mode: wgiface.Netstack,
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(), Observers: []fsm.Observer{watch},

@@ -1,4 +1,4 @@
-package engine
+package client
 
 import (
 	"context"
@@ -16,12 +16,12 @@ import (
 func (c *Client) SyncMeta(ctx context.Context) error {
 	addrs := mgmt.InterfaceAddresses()
 	var send func(context.Context) error
-	if err := c.loop.Do(func() {
+	if err := c.Loop().Do(func() {
 		m := c.mgmt.Meta
 		m.NetworkAddresses = addrs
 		send = c.mgmt.SyncMeta(m)
 	}); err != nil {
-		return fmt.Errorf("engine: sync meta: %w", err)
+		return fmt.Errorf("client: sync meta: %w", err)
 	}
 	return send(ctx)
 }

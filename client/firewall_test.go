@@ -1,4 +1,4 @@
-package engine_test
+package client_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/filter"
@@ -70,18 +71,18 @@ func fwPolicyFor(alphaName, betaName string, icmp bool) mgmtsrv.FirewallFunc {
 // loop), so that the test waits on events, not on status polls.
 type fwNode struct {
 	name   string
-	c      *engine.Client
+	c      *client.Client
 	logins chan struct{}
 }
 
-func startFWNode(t *testing.T, n *testnet.Network, name string, set func(*engine.ClientOptions)) *fwNode {
+func startFWNode(t *testing.T, n *testnet.Network, name string, set func(*client.Options)) *fwNode {
 	t.Helper()
 	key, err := nbcrypto.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	nd := &fwNode{name: name, logins: make(chan struct{}, 8)}
-	o := engine.ClientOptions{
+	o := client.Options{
 		ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: name, GoOS: "linux"}, Mode: wgiface.Netstack,
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(),
@@ -98,7 +99,7 @@ func startFWNode(t *testing.T, n *testnet.Network, name string, set func(*engine
 	if set != nil {
 		set(&o)
 	}
-	if nd.c, err = engine.NewClient(o); err != nil {
+	if nd.c, err = client.New(o); err != nil {
 		t.Fatal(err)
 	}
 	if err := nd.c.Start(context.Background()); err != nil {
@@ -244,8 +245,8 @@ func TestFirewallPolicyEndToEnd(t *testing.T) {
 func TestFirewallSwitches(t *testing.T) {
 	n := startNet(t)
 	alpha := startFWNode(t, n, "alpha", nil) // legacy server at first
-	beta := startFWNode(t, n, "beta", func(o *engine.ClientOptions) { o.BlockInbound = true })
-	gamma := startFWNode(t, n, "gamma", func(o *engine.ClientOptions) { o.DisableFirewall = true })
+	beta := startFWNode(t, n, "beta", func(o *client.Options) { o.BlockInbound = true })
+	gamma := startFWNode(t, n, "gamma", func(o *client.Options) { o.DisableFirewall = true })
 	for _, nd := range []*fwNode{alpha, beta, gamma} {
 		nd.waitLogin(t)
 	}

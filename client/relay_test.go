@@ -1,4 +1,4 @@
-package engine_test
+package client_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/fsmwatch"
@@ -50,7 +51,7 @@ func startRelayNode(t *testing.T, n *testnet.Network, name string, force bool, t
 
 func startRelayNodeB(t testing.TB, n *testnet.Network, name string, force bool, types ...ice.CandidateType) *relayNode {
 	t.Helper()
-	return startRelayNodeSetup(t, n, name, engine.ClientOptions{ForceRelay: force, CandidateTypes: types}, nil)
+	return startRelayNodeSetup(t, n, name, client.Options{ForceRelay: force, CandidateTypes: types}, nil)
 }
 
 // trail keeps every transition of a client (cheap, unlike debug logging,
@@ -188,8 +189,8 @@ func TestRelayOnlyControllerRelayLate(t *testing.T) {
 	}
 	release := n.Relay.HoldAuth(relay.HashID(kn.PublicKey().String()))
 	defer release()
-	a := startRelayNodeWith(t, n, "forced", engine.ClientOptions{PrivateKey: kf, ForceRelay: true})
-	b := startRelayNodeWith(t, n, "normal", engine.ClientOptions{PrivateKey: kn})
+	a := startRelayNodeWith(t, n, "forced", client.Options{PrivateKey: kf, ForceRelay: true})
+	b := startRelayNodeWith(t, n, "normal", client.Options{PrivateKey: kn})
 	pa, pb := peerfsm.ID(kn.PublicKey()), peerfsm.ID(kf.PublicKey())
 	a.until(t, pa, peerfsm.RelayOnlyRelayed)
 	if s, _ := b.c.Status(); len(s.Relays) != 1 || s.Relays[0].Available {
@@ -236,8 +237,8 @@ func TestICEImpossibleRelayLate(t *testing.T) {
 	release := n.Relay.HoldAuth(relay.HashID(ko.PublicKey().String()))
 	defer release()
 	none := []ice.CandidateType{ice.CandidateTypeRelay}
-	a := startRelayNodeWith(t, n, "controller", engine.ClientOptions{PrivateKey: kc, CandidateTypes: none})
-	b := startRelayNodeWith(t, n, "other", engine.ClientOptions{PrivateKey: ko, CandidateTypes: none})
+	a := startRelayNodeWith(t, n, "controller", client.Options{PrivateKey: kc, CandidateTypes: none})
+	b := startRelayNodeWith(t, n, "other", client.Options{PrivateKey: ko, CandidateTypes: none})
 	pa, pb := peerfsm.ID(ko.PublicKey()), peerfsm.ID(kc.PublicKey())
 	a.until(t, pa, peerfsm.Checking)
 	b.until(t, pb, peerfsm.Checking)
@@ -296,14 +297,14 @@ func TestRelayServerRestart(t *testing.T) {
 	ping(t, b, a)
 }
 
-func startRelayNodeWith(t *testing.T, n *testnet.Network, name string, o engine.ClientOptions) *relayNode {
+func startRelayNodeWith(t *testing.T, n *testnet.Network, name string, o client.Options) *relayNode {
 	t.Helper()
 	return startRelayNodeSetup(t, n, name, o, nil)
 }
 
 // startRelayNodeSetup starts a client with o (its key if o.PrivateKey is
 // set) after setup has seen it (test hooks that must precede Start).
-func startRelayNodeSetup(t testing.TB, n *testnet.Network, name string, o engine.ClientOptions, setup func(*engine.Client)) *relayNode {
+func startRelayNodeSetup(t testing.TB, n *testnet.Network, name string, o client.Options, setup func(*client.Client)) *relayNode {
 	t.Helper()
 	key := o.PrivateKey
 	if key == (wgtypes.Key{}) {
@@ -317,7 +318,7 @@ func startRelayNodeSetup(t testing.TB, n *testnet.Network, name string, o engine
 	o.Meta, o.Mode = mgmt.Meta{Hostname: name, GoOS: "linux"}, wgiface.Netstack
 	o.Listen, o.Logger = netip.MustParseAddrPort("127.0.0.1:0"), debugLog(name)
 	o.Observers = append(o.Observers, nd.watch, nd.trail)
-	c, err := engine.NewClient(o)
+	c, err := client.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,8 +344,8 @@ func TestForeignRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(second.Stop)
-	a := startRelayNodeWith(t, n, "one", engine.ClientOptions{ForceRelay: true, RelayURLs: []string{n.Relay.URL()}})
-	b := startRelayNodeWith(t, n, "two", engine.ClientOptions{RelayURLs: []string{second.URL()}})
+	a := startRelayNodeWith(t, n, "one", client.Options{ForceRelay: true, RelayURLs: []string{n.Relay.URL()}})
+	b := startRelayNodeWith(t, n, "two", client.Options{RelayURLs: []string{second.URL()}})
 	ctrl, other, ctrlHome, otherHome := a, b, n.Relay, second
 	if !peerfsm.Controlling(a.key.PublicKey(), b.key.PublicKey()) {
 		ctrl, other, ctrlHome, otherHome = b, a, second, n.Relay
@@ -679,17 +680,17 @@ func (oc *offerCount) get() int {
 // remote candidates withheld until the gates open), that see each other
 // only once both relay links are up, so that both offers carry a relay
 // address; it returns when both peers run WireGuard over the relay.
-func gatedPair(t *testing.T, n *testnet.Network, pathTimeout time.Duration) (a, b *relayNode, gates []*engine.ICEGate) {
+func gatedPair(t *testing.T, n *testnet.Network, pathTimeout time.Duration) (a, b *relayNode, gates []*client.ICEGate) {
 	t.Helper()
 	n.Mgmt.SetTopology(func(_, _ wgtypes.Key) bool { return false })
-	setup := func(c *engine.Client) {
+	setup := func(c *client.Client) {
 		gates = append(gates, c.GateICE())
 		if pathTimeout > 0 {
 			c.SetPeerPathTimeout(pathTimeout)
 		}
 	}
-	a = startRelayNodeSetup(t, n, "alpha", engine.ClientOptions{}, setup)
-	b = startRelayNodeSetup(t, n, "beta", engine.ClientOptions{}, setup)
+	a = startRelayNodeSetup(t, n, "alpha", client.Options{}, setup)
+	b = startRelayNodeSetup(t, n, "beta", client.Options{}, setup)
 	a.until(t, relayfsm.ID, relayfsm.Connected)
 	b.until(t, relayfsm.ID, relayfsm.Connected)
 	n.Mgmt.SetTopology(nil)
@@ -849,8 +850,8 @@ func TestForeignRelayByRelayServerIP(t *testing.T) {
 	if !peerfsm.Controlling(k1.PublicKey(), k2.PublicKey()) {
 		k1, k2 = k2, k1
 	}
-	ctrl := startRelayNodeWith(t, n, "ctrl", engine.ClientOptions{PrivateKey: k1, RelayURLs: []string{named.URL()}})
-	other := startRelayNodeWith(t, n, "other", engine.ClientOptions{PrivateKey: k2, ForceRelay: true, RelayURLs: []string{n.Relay.URL()}})
+	ctrl := startRelayNodeWith(t, n, "ctrl", client.Options{PrivateKey: k1, RelayURLs: []string{named.URL()}})
+	other := startRelayNodeWith(t, n, "other", client.Options{PrivateKey: k2, ForceRelay: true, RelayURLs: []string{n.Relay.URL()}})
 	other.until(t, relayfsm.ForeignID(named.InstanceAddr()), relayfsm.ForeignUsed)
 	ctrl.until(t, peerfsm.ID(k2.PublicKey()), peerfsm.RelayOnlyRelayed)
 	other.until(t, peerfsm.ID(k1.PublicKey()), peerfsm.RelayOnlyRelayed)

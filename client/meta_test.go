@@ -1,4 +1,4 @@
-package engine_test
+package client_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/nbfsm/nbfsm/engine"
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
@@ -43,7 +43,7 @@ func TestPostureMeta(t *testing.T) {
 		}
 	})
 	meta := mgmt.Meta{Hostname: "posture", GoOS: "linux"}
-	c, err := engine.NewClient(engine.ClientOptions{ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
+	c, err := client.New(client.Options{ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: meta, BlockInbound: true, Mode: wgiface.Netstack, Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(),
 		Observers: []fsm.Observer{obs}})
 	if err != nil {
@@ -103,7 +103,7 @@ func TestPostureChecksFromSync(t *testing.T) {
 			}
 		}
 	})
-	c, err := engine.NewClient(engine.ClientOptions{ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
+	c, err := client.New(client.Options{ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: "posture-sync", GoOS: "linux"}, Mode: wgiface.Netstack,
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(), Observers: []fsm.Observer{obs}})
 	if err != nil {

@@ -1,4 +1,4 @@
-package engine_test
+package client_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
@@ -25,7 +26,7 @@ const wait = 30 * time.Second // failure deadline, not an expectation
 type node struct {
 	name    string
 	key     wgtypes.Key
-	c       *engine.Client
+	c       *client.Client
 	started time.Time
 }
 
@@ -40,7 +41,7 @@ func startNode(t testing.TB, n *testnet.Network, name string, types []ice.Candid
 
 func startNodeWithKey(t testing.TB, n *testnet.Network, name string, key wgtypes.Key, types []ice.CandidateType) *node {
 	t.Helper()
-	c, err := engine.NewClient(engine.ClientOptions{
+	c, err := client.New(client.Options{
 		ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: name, GoOS: "linux"}, Mode: wgiface.Netstack,
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(), CandidateTypes: types,

@@ -1,4 +1,4 @@
-package engine
+package client
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/filter"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
@@ -24,9 +25,9 @@ import (
 	"github.com/nbfsm/nbfsm/signalfsm"
 )
 
-// ClientOptions configure a complete client: the engine with its real
+// Options configure a complete client: the engine with its real
 // workers, one shared UDP socket and a WireGuard interface.
-type ClientOptions struct {
+type Options struct {
 	ManagementURL string
 	PrivateKey    wgtypes.Key
 	SetupKey      string // secret: never logged
@@ -66,7 +67,7 @@ type ClientOptions struct {
 
 // Client is a running nbfsm client.
 type Client struct {
-	*Engine
+	*engine.Engine
 	sock    *sharedsock.Socket
 	workers *peerfsm.Workers
 	plane   *dataplane
@@ -74,8 +75,8 @@ type Client struct {
 	mgmt    *mgmtfsm.Dialer
 }
 
-// NewClient assembles a client; Start runs it.
-func NewClient(o ClientOptions) (*Client, error) {
+// New assembles a client; Start runs it.
+func New(o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -88,7 +89,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	o.Meta.DisableFirewall, o.Meta.BlockInbound = o.DisableFirewall, o.BlockInbound
 	sock, err := sharedsock.Listen(o.Listen, o.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("engine: %w", err)
+		return nil, fmt.Errorf("client: %w", err)
 	}
 	w := &peerfsm.Workers{Socket: sock, Log: o.Logger.Named("peer"), CandidateTypes: o.CandidateTypes}
 	sd := &signalfsm.Dialer{Key: o.PrivateKey, Log: o.Logger.Named("signal")}
@@ -102,7 +103,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	} else if o.BlockInbound {
 		plane.log.Warn("block-inbound has no effect: the firewall is disabled")
 	}
-	e, err := New(Config{PrivateKey: o.PrivateKey, SetupKey: o.SetupKey, Logger: o.Logger, Rand: o.Rand, Ring: o.Ring, Observers: o.Observers,
+	e, err := engine.New(engine.Config{PrivateKey: o.PrivateKey, SetupKey: o.SetupKey, Logger: o.Logger, Rand: o.Rand, Ring: o.Ring, Observers: o.Observers,
 		Mgmt: md, Signal: sd, Peers: w, Relay: rd, ForceRelay: o.ForceRelay, RelayURLs: o.RelayURLs, Dataplane: plane, MeasureDispatch: o.MeasureDispatch})
 	if err != nil {
 		_ = sock.Close()
@@ -119,7 +120,7 @@ func (c *Client) LocalAddr() netip.AddrPort { return c.sock.LocalAddr() }
 // (nil before, and in TUN mode).
 func (c *Client) Net() *netstack.Net {
 	var n *netstack.Net
-	_ = c.loop.Do(func() {
+	_ = c.Loop().Do(func() {
 		if c.plane.iface != nil {
 			n = c.plane.iface.Net()
 		}
@@ -128,13 +129,13 @@ func (c *Client) Net() *netstack.Net {
 }
 
 // Status is Engine.Status with WireGuard's handshake and byte counters.
-func (c *Client) Status() (Status, error) {
+func (c *Client) Status() (engine.Status, error) {
 	s, err := c.Engine.Status()
 	if err != nil {
 		return s, err
 	}
 	var iface *wgiface.Interface
-	_ = c.loop.Do(func() { iface = c.plane.iface })
+	_ = c.Loop().Do(func() { iface = c.plane.iface })
 	if iface == nil {
 		return s, nil
 	}
@@ -168,7 +169,7 @@ func (c *Client) Close() error {
 // dataplane brings the interface up on login and hands ICE servers to the
 // workers. Its methods run in the loop goroutine.
 type dataplane struct {
-	o       ClientOptions
+	o       Options
 	sock    *sharedsock.Socket
 	workers *peerfsm.Workers
 	iface   *wgiface.Interface
@@ -180,7 +181,7 @@ type dataplane struct {
 
 // Up runs in the engine's worker: it reads only what is fixed at
 // construction; installing the interface happens in the loop.
-func (d *dataplane) Up(addr, addrV6 netip.Prefix, mtu int) (Interface, error) {
+func (d *dataplane) Up(addr, addrV6 netip.Prefix, mtu int) (engine.Interface, error) {
 	if d.o.MTU != 0 {
 		mtu = d.o.MTU
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package engine_test
+package client_test
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
@@ -148,7 +149,7 @@ func runE2EClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := engine.NewClient(engine.ClientOptions{
+	c, err := client.New(client.Options{
 		ManagementURL: os.Getenv(e2eEnvMgmt), PrivateKey: key, SetupKey: os.Getenv(e2eEnvSetupKey),
 		Meta: mgmt.Meta{Hostname: os.Getenv(e2eEnvName), GoOS: "linux"}, Mode: wgiface.TUN, Interface: "wt0",
 		Listen: netip.MustParseAddrPort("0.0.0.0:51820"), Logger: log,
@@ -237,7 +238,7 @@ func e2ePrivateUAPIDir(t *testing.T) {
 
 // e2eWaitConnected polls Status until the single peer is in
 // session.ice.connected (or a substate) and returns its overlay address.
-func e2eWaitConnected(c *engine.Client) (netip.Addr, error) {
+func e2eWaitConnected(c *client.Client) (netip.Addr, error) {
 	deadline := time.Now().Add(e2eConnectWait)
 	for {
 		s, err := c.Status()

@@ -1,4 +1,4 @@
-package engine_test
+package client_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/nbfsm/nbfsm/engine"
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
@@ -43,7 +43,7 @@ func keyAbove(t testing.TB, other wgtypes.Key, above bool) wgtypes.Key {
 // nbfsmNode is an nbfsm client that counts its path drops: transitions
 // out of session.ice.connected.
 type nbfsmNode struct {
-	c     *engine.Client
+	c     *client.Client
 	drops atomic.Int64
 	up    chan struct{} // a peer connected
 }
@@ -68,7 +68,7 @@ func startCounted(t testing.TB, n *testnet.Network, key wgtypes.Key) *nbfsmNode 
 			}
 		}
 	})
-	c, err := engine.NewClient(engine.ClientOptions{
+	c, err := client.New(client.Options{
 		ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: "nbfsm", GoOS: "linux"}, Mode: wgiface.Netstack,
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(),

@@ -1,6 +1,6 @@
 //go:build linux
 
-package engine_test
+package client_test
 
 import (
 	"bufio"
@@ -20,7 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/nbfsm/nbfsm/engine"
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/internal/filter"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
@@ -252,7 +252,7 @@ func runE2EFWClient(t *testing.T, role string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := engine.NewClient(engine.ClientOptions{
+	c, err := client.New(client.Options{
 		ManagementURL: os.Getenv(e2eEnvMgmt), PrivateKey: key, SetupKey: os.Getenv(e2eEnvSetupKey),
 		Meta: mgmt.Meta{Hostname: os.Getenv(e2eEnvName), GoOS: "linux"}, Mode: wgiface.TUN, Interface: "wt0",
 		Listen: netip.MustParseAddrPort("0.0.0.0:51820"), Logger: log,

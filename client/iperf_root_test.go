@@ -1,6 +1,6 @@
 //go:build linux
 
-package engine_test
+package client_test
 
 import (
 	"bufio"
@@ -46,7 +46,7 @@ const (
 // iperfSample for exactly what is counted). Root only, and needs iperf3
 // (apt-get install -y iperf3). Run without -race (`make iperf`):
 //
-//	go test -run '^$' -bench TUNIperf3 -benchtime 1x -v ./engine/
+//	go test -run '^$' -bench TUNIperf3 -benchtime 1x -v ./client/
 //
 // With NBFSM_IPERF_PROFILE_DIR set, each client also writes a CPU profile
 // of its whole life there (cpu-a-firewall-off.prof, cpu-b-firewall-off.prof,
