@@ -40,6 +40,7 @@ import (
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/fsmwatch"
@@ -129,7 +130,7 @@ func (r Result) Check() error {
 type node struct {
 	name    string
 	key     wgtypes.Key
-	c       *engine.Client
+	c       *client.Client
 	changes *fsmwatch.Changes
 	guard   *guard
 }
@@ -333,7 +334,7 @@ func (s *soak) add(ctx context.Context, name string) error {
 func (s *soak) startNode(ctx context.Context, name string, key wgtypes.Key) error {
 	nd := &node{name: name, key: key, changes: fsmwatch.NewChanges()}
 	nd.guard = &guard{name: name, s: s}
-	c, err := engine.NewClient(engine.ClientOptions{ManagementURL: s.n.ManagementURL(), PrivateKey: key, SetupKey: s.n.SetupKey(),
+	c, err := client.New(client.Options{ManagementURL: s.n.ManagementURL(), PrivateKey: key, SetupKey: s.n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: name, GoOS: runtime.GOOS}, Mode: wgiface.Netstack,
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(),
 		Observers: []fsm.Observer{nd.changes, nd.guard}})
@@ -378,14 +379,40 @@ func (s *soak) waitAll(ctx context.Context, timeout time.Duration, what string, 
 			return err == nil && ok(nd, st), err
 		})
 		if errors.Is(err, fsmwatch.ErrTimeout) {
-			return fmt.Errorf("%s: %s not reached in %v (engine %s, management %s, signal %s, %s)", nd.name, what, timeout,
-				last.State, last.Management.State, last.Signal.State, peerSummary(last))
+			return fmt.Errorf("%s: %s not reached in %v (engine %s, management %s, signal %s, %s)%s", nd.name, what, timeout,
+				last.State, last.Management.State, last.Signal.State, peerSummary(last), s.unconnectedReport(nd, last))
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// unconnectedReport tells, for up to 3 peers of nd that are not
+// connected, what both sides think of each other: nd's machine state, its
+// last error and the remote client's view of nd.
+func (s *soak) unconnectedReport(nd *node, st engine.Status) string {
+	var b strings.Builder
+	n := 0
+	for _, p := range st.Peers {
+		if p.Connection != "" || n == 3 {
+			continue
+		}
+		n++
+		name, view := nbcrypto.Fingerprint(p.Key), "not a running client"
+		for _, o := range s.nodes {
+			if o.key.PublicKey() == p.Key {
+				name = o.name
+				if ost, err := o.c.Status(); err == nil {
+					view = fmt.Sprintf("engine %s, signal %s, sees %s: %s", ost.State, ost.Signal.State, nd.name, peerOf(ost, nd.key))
+				}
+			}
+		}
+		fmt.Fprintf(&b, "; %s sees %s: %s since %v, last error %q, %d timers; %s: %s", nd.name, name, p.State,
+			time.Since(p.Since).Round(time.Millisecond), p.LastErr, p.Timers, name, view)
+	}
+	return b.String()
 }
 
 func peerSummary(st engine.Status) string {
