@@ -103,6 +103,7 @@ type Peer struct {
 	ice           ICEHandle
 	release       func()
 	directSince   time.Time
+	relaySince    time.Time   // when WireGuard went over the relay path (its check)
 	probed        bool        // the silent direct path was probed; the check after ProbeTimeout decides
 	iceSince      time.Time   // when the current agent started
 	timer         fsm.TimerID // the resend or path-check timer, re-armed in place

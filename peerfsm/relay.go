@@ -26,6 +26,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -55,10 +57,32 @@ const EvRelayUp fsm.Event = "relay-up"
 type relayPath struct {
 	net.Conn
 	controlled bool
+	last       atomic.Int64 // unix ns of the last datagram read from the remote
 }
 
 // Controlled implements the workers' check for a controlled relay.
 func (r *relayPath) Controlled() bool { return r.controlled }
+
+// Read is the shared socket's relay reader's: what arrives from the
+// remote over the relay is its sign of life (the relayed path's check).
+func (r *relayPath) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	if n > 0 {
+		r.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// relayLastReceive is when the relay path last carried a datagram from
+// the remote (zero if never, or no path).
+func (p *Peer) relayLastReceive() time.Time {
+	if rp, ok := p.relayPath.(*relayPath); ok {
+		if ns := rp.last.Load(); ns != 0 {
+			return time.Unix(0, ns)
+		}
+	}
+	return time.Time{}
+}
 
 // home is the home relay's instance address and IP while the relay link is
 // connected ("" otherwise).
@@ -112,6 +136,31 @@ var relayLostForTarget = &fsm.Guard[*Peer]{Name: "our-relay", Fn: func(m *fsm.Ma
 var fallbackToRelay = &fsm.Guard[*Peer]{Name: "silent-probed-and-relay-ready", Fn: func(m *fsm.Machine[*Peer], e fsm.Envelope) bool {
 	return m.Data.relayConn != nil && m.Data.probed && !pathAlive.Fn(m, e)
 }}
+
+// The relayed path's check (OverRelay, RelayOnlyRelayed): the official
+// peer's handshake watchdog (PROTOCOL.md §5) in the direct path's terms.
+// A relay that stays connected tells nothing about the remote: one that
+// restarted with the same key is on the relay under the same id, and what
+// WireGuard sends it there is dropped, while the relay reports nobody
+// offline (the soak's stuck pair). Silence for a path timeout is probed
+// with a handshake, as on a direct path; still silent, the session ends
+// and a new offer follows.
+var (
+	relayPathAlive = &fsm.Guard[*Peer]{Name: "relay-path-alive", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
+		p := m.Data
+		alive, _ := PathVerdict(p.Effects.Now(), p.relayLastReceive(), p.relaySince, p.pathTimeout())
+		return p.relayInUse(m) && alive
+	}}
+	relayPathUnprobed = &fsm.Guard[*Peer]{Name: "relay-path-unprobed", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
+		return m.Data.relayInUse(m) && !m.Data.probed
+	}}
+	relayPathSilentSignalUp = &fsm.Guard[*Peer]{Name: "relay-path-silent-signal-up", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
+		return m.Data.relayInUse(m) && m.Data.SignalUp
+	}}
+	relayPathSilent = &fsm.Guard[*Peer]{Name: "relay-path-silent", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
+		return m.Data.relayInUse(m)
+	}}
+)
 
 // remoteBackSignalDown: the relay reports the remote back, but signal is
 // down (no offer can be sent: the peer waits parked for signal).
@@ -358,7 +407,32 @@ func useRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	}
 	p.relayCarried = true
 	p.Attempt = 0
+	p.relaySince, p.probed = p.Effects.Now(), false
+	rearm(m, p.pathTimeout(), EvPathCheck)
 	p.log(m).Info("peer connected over the relay", zap.String("relay", p.RelayTarget))
+}
+
+func rearmRelayCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
+	p := m.Data
+	p.probed = false
+	_, next := PathVerdict(p.Effects.Now(), p.relayLastReceive(), p.relaySince, p.pathTimeout())
+	rearm(m, next, EvPathCheck)
+}
+
+// probeRelayPath: nothing came over the relay for a path timeout; as on a
+// direct path (probePath), a handshake initiation's response proves it.
+func probeRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
+	p := m.Data
+	p.probed = true
+	p.log(m).Debug("relay path silent: probing it with a handshake", zap.String("relay", p.RelayTarget))
+	p.Effects.Probe(p.Remote)
+	rearm(m, ProbeTimeout, EvPathCheck)
+}
+
+func relayPathLost(m *fsm.Machine[*Peer], _ fsm.Envelope) {
+	p := m.Data
+	p.LastErr = "no traffic from the remote over the relay for " + p.pathTimeout().String()
+	p.log(m).Info("relay path silent after its probe: a new session", zap.String("relay", p.RelayTarget))
 }
 
 // fallBack: the direct path went silent; the relay takes over.
@@ -443,6 +517,14 @@ func stopAgent(m *fsm.Machine[*Peer], e fsm.Envelope) {
 // relayRows are the transitions of the relay path, kept apart from the ICE
 // rows so that both can change independently.
 var relayRows = []fsm.Transition[*Peer]{
+	// The relayed path's check, for both states that carry WireGuard over
+	// the relay (Direct's own rows come first; elsewhere it is late).
+	{From: Session, Event: EvPathCheck, Guard: relayPathAlive, Action: rearmRelayCheck},
+	{From: Session, Event: EvPathCheck, Guard: relayPathUnprobed, Action: probeRelayPath,
+		Doc: "nothing over the relay for a path timeout: a WireGuard handshake initiation, whose response proves it"},
+	{From: Session, Event: EvPathCheck, Guard: relayPathSilentSignalUp, To: Backoff, Action: relayPathLost,
+		Doc: "still silent ProbeTimeout after the probe (a remote restarted with the same key is on the relay under the same id)"},
+	{From: Session, Event: EvPathCheck, Guard: relayPathSilent, To: Parked, Action: relayPathLost},
 	// Relay-only pairing: listed before the ICE rows of the same states.
 	{From: Parked, Event: EvOffer, Guard: relayOnlyMsg, To: RelayOnly, Action: acceptRelayOffer,
 		Doc: "no ICE credentials (or ForceRelay): relay only"},

@@ -100,6 +100,22 @@ func TestRelayPath(t *testing.T) {
 				{on(fsm.Envelope{Event: relayuse.EvLost, Data: homeRelay}), RelayWaiting, nil},
 				{on(e(EvCheckTimeout)), Parked, []string{"RemovePeer"}},
 			}},
+		{name: "relay only: a relay path silent through its probe ends the session (the remote restarted with the same key)", own: true, target: homeRelay,
+			steps: []step{
+				{on(relayOffer("", farRelay)), RelayWaiting, []string{"SetPeer", "Send answer L1"}},
+				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, homeRelay) }, RelayOnlyRelayed, []string{"OpenRelayPath", "SetPeer relay"}},
+				{on(e(EvPathCheck)), RelayOnlyRelayed, []string{"Probe"}},
+				{on(e(EvPathCheck)), Backoff, []string{"RemovePeer"}},
+			}},
+		{name: "over the relay: a relay path silent through its probe ends the session", target: farRelay,
+			steps: []step{
+				{on(e(EvUnpark)), Offering, []string{"Send offer L1"}},
+				{on(relayAnswer("R1", farRelay)), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=false pending=0"}},
+				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, farRelay) }, OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
+				{on(e(EvICEFailed, errors.New("ice failed"))), OverRelay, []string{"StopICE"}},
+				{on(e(EvPathCheck)), OverRelay, []string{"Probe"}},
+				{on(e(EvPathCheck)), Backoff, []string{"RemovePeer"}},
+			}},
 		{name: "relay only: the relay reports the remote gone, the peer leaves connected; its return re-offers", own: true, target: homeRelay,
 			steps: []step{
 				{on(relayOffer("", farRelay)), RelayWaiting, []string{"SetPeer", "Send answer L1"}},
@@ -277,6 +293,72 @@ func TestRelayPath(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A relayed path that carries the remote's datagrams stays: its check
+// re-arms for a path timeout after the last one, probes nothing.
+func TestRelayPathTrafficKeepsIt(t *testing.T) {
+	t0 := time.Now() // the relay path stamps its reads with the wall clock
+	fx := &fakeEffects{now: t0}
+	l := fsm.NewLoop(fsm.Options{})
+	p := &Peer{Own: keyHigh, Remote: keyMid, Effects: fx, SignalUp: true,
+		HomeRelay: func() (string, netip.Addr) { return homeRelay, netip.MustParseAddr("198.18.0.9") }}
+	m, err := Add(l, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Remove(m.ID())
+	deliver := func(env fsm.Envelope) {
+		env.To = m.ID()
+		l.Deliver(env)
+	}
+	deliver(relayOffer("", farRelay))
+	deliver(fsm.Envelope{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: datagramOpener{}}})
+	rp, ok := m.Data.relayPath.(*relayPath)
+	if m.State() != RelayOnlyRelayed || !ok {
+		t.Fatalf("state %s, path %T: want relayed over a relay path", m.State(), m.Data.relayPath)
+	}
+	if n, err := rp.Read(make([]byte, 64)); n == 0 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	last := p.relayLastReceive()
+	if last.Before(t0) {
+		t.Fatalf("last receive %v, before the path opened %v", last, t0)
+	}
+	fx.Take()
+	for _, d := range []time.Duration{PathTimeout / 2, PathTimeout - time.Second} {
+		fx.now = last.Add(d)
+		deliver(e(EvPathCheck))
+		if m.State() != RelayOnlyRelayed {
+			t.Fatalf("%v after the last datagram: state %s", d, m.State())
+		}
+		if got := fx.Take(); len(got) != 0 {
+			t.Fatalf("%v after the last datagram: effects %q", d, got)
+		}
+	}
+	fx.now = last.Add(PathTimeout)
+	deliver(e(EvPathCheck))
+	if got := fx.Take(); !slices.Equal(got, []string{"Probe"}) || m.State() != RelayOnlyRelayed {
+		t.Fatalf("a path timeout after the last datagram: state %s, effects %q, want a probe", m.State(), got)
+	}
+}
+
+// datagramOpener opens relay paths whose first read returns one datagram.
+type datagramOpener struct{}
+
+func (datagramOpener) Open(relay.PeerID) (net.Conn, error) { return &datagramConn{}, nil }
+
+type datagramConn struct {
+	fakeNetConn
+	read bool
+}
+
+func (c *datagramConn) Read(b []byte) (int, error) {
+	if c.read {
+		return 0, net.ErrClosed
+	}
+	c.read = true
+	return copy(b, make([]byte, 32)), nil
 }
 
 // Offers and answers carry the home relay's address and IP; ForceRelay
