@@ -3,14 +3,19 @@ package mgmtfsm
 import (
 	"context"
 	"errors"
+	"net"
+	"net/url"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"google.golang.org/grpc/codes"
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/fsm/link"
+	"github.com/nbfsm/nbfsm/internal/grpcdial"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 )
 
@@ -25,7 +30,7 @@ type Dialer struct {
 	Meta    mgmt.Meta
 	Options []mgmt.Option
 
-	client *mgmt.Client // the current session's; loop goroutine only
+	sess *session // the current session's; loop goroutine only
 	// workers are the dialer's goroutines, joined by Close.
 	workers link.Workers
 	// files answers the last login's posture checks (Meta.Files); written
@@ -64,33 +69,137 @@ func (d *Dialer) Close() error {
 	return nil
 }
 
-func (d *Dialer) session() (*mgmt.Client, error) {
-	if d.client == nil {
-		c, err := mgmt.Dial(d.URL, d.Key, d.Options...)
-		if err != nil {
-			return nil, err
-		}
-		d.client = c
-	}
-	return d.client, nil
+// session is one session's connection: its client, made by the session's
+// first call in a worker after a TCP pre-dial (grpcdial.PreDial), so a
+// refused connection costs one TCP connect and no gRPC client.
+type session struct {
+	mu    sync.Mutex
+	c     *mgmt.Client
+	h     *grpcdial.Handoff
+	ended bool
 }
 
-// start runs fn in a worker with a cancellable context, or posts EvFailed
-// at once if the session cannot be set up.
-func (d *Dialer) start(w fsm.Sender, fn func(ctx context.Context, c *mgmt.Client)) func() {
-	c, err := d.session()
-	if err != nil {
-		d.workers.Go(func() { _ = w.PostCause(EvFailed, err, err.Error()) })
-		return func() {}
+// errPreDial marks a failed pre-dial: the call it stood in for failed.
+type errPreDial struct{ error }
+
+func (e errPreDial) Unwrap() error { return e.error }
+
+// preDialErrors classifies a failed pre-dial as mgmt classifies the same
+// failure of a call (a transport failure: ErrUnavailable).
+var preDialErrors = grpcdial.Errors{Prefix: "mgmt", Unavailable: mgmt.ErrUnavailable, StreamClosed: mgmt.ErrStreamClosed,
+	Answer: func(codes.Code) error { return mgmt.ErrRequestRejected }, Stream: "sync"}
+
+// client returns the session's client, making it on the first call: a
+// pre-dial (its failure is an errPreDial, classified as the call named
+// what would be), then mgmt.Dial handed the connection.
+func (s *session) client(ctx context.Context, d *Dialer, what string) (*mgmt.Client, error) {
+	s.mu.Lock()
+	c, ended := s.c, s.ended
+	s.mu.Unlock()
+	if c != nil {
+		return c, nil
 	}
+	if ended {
+		return nil, mgmt.ErrClosed
+	}
+	h, err := grpcdial.PreDial(ctx, preDialTarget(d.URL))
+	if err != nil {
+		return nil, errPreDial{preDialErrors.Classify(ctx, what, err)}
+	}
+	opts := d.Options
+	if h != nil {
+		opts = append(slices.Clip(opts), mgmt.WithDialer(h.Dial))
+	}
+	c, err = mgmt.Dial(d.URL, d.Key, opts...)
+	if err != nil {
+		if h != nil {
+			h.Close()
+		}
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.ended || s.c != nil {
+		old := s.c
+		s.mu.Unlock()
+		_ = c.Close()
+		if h != nil {
+			h.Close()
+		}
+		if old == nil {
+			return nil, mgmt.ErrClosed
+		}
+		return old, nil
+	}
+	s.c, s.h = c, h
+	s.mu.Unlock()
+	return c, nil
+}
+
+// end closes the session's client (made or being made). It waits for
+// gRPC's transports: run it in a worker.
+func (s *session) end() {
+	s.mu.Lock()
+	c, h := s.c, s.h
+	s.c, s.h, s.ended = nil, nil, true
+	s.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+	if h != nil {
+		h.Close()
+	}
+}
+
+// preDialTarget is the host:port of a management URL (http://, https://,
+// default ports 80 and 443), or "" if it is not one: PreDial then stands
+// aside and mgmt.Dial reports the URL.
+func preDialTarget(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := u.Port()
+	switch {
+	case port != "":
+	case u.Scheme == "http":
+		port = "80"
+	case u.Scheme == "https":
+		port = "443"
+	default:
+		return ""
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// start runs fn in a worker with a cancellable context and the session's
+// client. If the session's connection cannot be made, the worker posts
+// fail (the event of the call's own transport failure) for a failed
+// pre-dial, EvFailed if the client cannot be set up.
+func (d *Dialer) start(w fsm.Sender, what string, fail fsm.Event, fn func(ctx context.Context, c *mgmt.Client)) func() {
+	if d.sess == nil {
+		d.sess = &session{}
+	}
+	s := d.sess
 	ctx, cancel := context.WithCancel(context.Background())
-	d.workers.Go(func() { fn(ctx, c) })
+	d.workers.Go(func() {
+		c, err := s.client(ctx, d, what)
+		var pre errPreDial
+		switch {
+		case err == nil:
+			fn(ctx, c)
+		case ctx.Err() != nil:
+		case errors.As(err, &pre):
+			_ = w.PostCause(fail, pre.error, pre.Error())
+		default:
+			_ = w.PostCause(EvFailed, err, err.Error())
+		}
+	})
 	return cancel
 }
 
 // FetchKey implements Effects.
 func (d *Dialer) FetchKey(w fsm.Sender) func() {
-	return d.start(w, func(ctx context.Context, c *mgmt.Client) {
+	return d.start(w, "get server key", EvFailed, func(ctx context.Context, c *mgmt.Client) {
 		k, err := c.ServerKey(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -105,7 +214,7 @@ func (d *Dialer) FetchKey(w fsm.Sender) func() {
 // Login implements Effects.
 func (d *Dialer) Login(w fsm.Sender, serverKey wgtypes.Key, setupKey string) func() {
 	meta := d.meta()
-	return d.start(w, func(ctx context.Context, c *mgmt.Client) {
+	return d.start(w, "login", EvFailed, func(ctx context.Context, c *mgmt.Client) {
 		r, err := c.Login(ctx, serverKey, setupKey, meta)
 		switch {
 		case ctx.Err() != nil:
@@ -129,7 +238,7 @@ func (d *Dialer) Login(w fsm.Sender, serverKey wgtypes.Key, setupKey string) fun
 func (d *Dialer) Sync(w fsm.Sender, serverKey wgtypes.Key) func() {
 	meta := d.meta()
 	d.sent.Store(&meta)
-	return d.start(w, func(ctx context.Context, c *mgmt.Client) {
+	return d.start(w, "sync", EvStreamClosed, func(ctx context.Context, c *mgmt.Client) {
 		s, err := c.Sync(ctx, serverKey, meta)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -179,10 +288,10 @@ func (d *Dialer) answerChecks(ctx context.Context, c *mgmt.Client, serverKey wgt
 
 // EndSession implements Effects.
 func (d *Dialer) EndSession() {
-	if c := d.client; c != nil {
-		d.client = nil
+	if s := d.sess; s != nil {
+		d.sess = nil
 		// gRPC's ClientConn.Close waits for its transports: not in the loop.
-		d.workers.Go(func() { _ = c.Close() })
+		d.workers.Go(s.end)
 	}
 }
 

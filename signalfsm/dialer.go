@@ -8,9 +8,11 @@ import (
 
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"google.golang.org/grpc/codes"
 
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/fsm/link"
+	"github.com/nbfsm/nbfsm/internal/grpcdial"
 	"github.com/nbfsm/nbfsm/internal/sigwire"
 )
 
@@ -134,10 +136,29 @@ func (d *Dialer) log() *zap.Logger {
 	return d.Log
 }
 
+// preDialErrors classifies a failed pre-dial as sigwire classifies the
+// same failure of a Connect call (a transport failure: ErrUnavailable).
+var preDialErrors = grpcdial.Errors{Prefix: "signal", Unavailable: sigwire.ErrUnavailable, StreamClosed: sigwire.ErrStreamClosed,
+	Answer: func(codes.Code) error { return sigwire.ErrRejected }, Stream: "recv"}
+
 func (d *Dialer) run(ctx context.Context, w fsm.Sender, srv Server) {
 	opts := append([]sigwire.Option{sigwire.WithLogger(d.log())}, d.Options...)
 	if d.Accept != nil {
 		opts = append(opts, sigwire.WithAccept(d.Accept))
+	}
+	// A refused connection costs one TCP connect, no gRPC client
+	// (grpcdial.PreDial).
+	h, err := grpcdial.PreDial(ctx, srv.Addr)
+	if err != nil {
+		if ctx.Err() == nil {
+			err = preDialErrors.Classify(ctx, "connect", err)
+			_ = w.PostCause(EvConnectFailed, err, err.Error())
+		}
+		return
+	}
+	if h != nil {
+		defer h.Close()
+		opts = append(opts, sigwire.WithDialer(h.Dial))
 	}
 	c, err := sigwire.Dial(srv.Addr, srv.TLS, d.Key, opts...)
 	if err != nil {
