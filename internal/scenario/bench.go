@@ -133,7 +133,7 @@ var scenarios = []scenarioDef{
 	{"S3", "cold start → first packet (two fresh clients, both key orders)", runS3},
 	{"S4", "engine: events through the loop, reconcile of a 10 000-peer map, longest dispatch", runS4},
 	{"S5", "memory: bytes and goroutines per parked, session and connected peer", runS5},
-	{"S6", "connected idle: two connected clients, no traffic, signal pinging every 5 s", runS6},
+	{"S6", "connected idle: two connected clients, no traffic, signal pinging every 5 s; then each client in a process of its own", runS6All},
 	{"S7", "servers up, N offline peers: offers and cost per window", runS7},
 	{"S8", "management unreachable with N offline peers, signal up: RSS and CPU sampled every 10 s", runS8},
 }
@@ -337,7 +337,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "netbird bench: %s %s/%s, %s, %d CPUs, GOMAXPROCS %d, %s\n", r.GoVersion, r.GOOS, r.GOARCH, r.CPU,
 		r.NumCPU, r.GOMAXPROCS, mode)
-	fmt.Fprintln(w, "every figure is this whole process's (the clients and the in-process test servers)")
+	fmt.Fprintln(w, "every figure is this whole process's (the clients and the in-process test servers), except S6's client-process rows (each client in its own process)")
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(w, "\n%s %s (%.1f s)\n", s.ID, s.Title, s.Seconds)
 		if s.Error != "" {

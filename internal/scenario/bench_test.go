@@ -105,9 +105,21 @@ func TestBenchShort(t *testing.T) {
 		}
 	})
 	t.Run("S6", func(t *testing.T) {
-		r := res(t, "S6", 1).Rows[0]
-		if get(t, r, "still connected") != 1 || get(t, r, "window") <= 0 {
-			t.Errorf("%+v", r.Figures)
+		// The whole process, each client's process, the servers' process.
+		s := res(t, "S6", 4)
+		for i, r := range s.Rows {
+			if get(t, r, "window") <= 0 || get(t, r, "ctx switches") <= 0 {
+				t.Errorf("%s: %+v", r.Label, r.Figures)
+			}
+			if i < 3 && get(t, r, "still connected") != 1 {
+				t.Errorf("%s: not connected at the end: %+v", r.Label, r.Figures)
+			}
+			if 1 <= i && i < 3 && !strings.HasPrefix(r.Label, "client process") {
+				t.Errorf("row %d is %q, want a client process", i, r.Label)
+			}
+		}
+		if !strings.HasPrefix(s.Rows[3].Label, "servers process") {
+			t.Errorf("row 3 is %q, want the servers process", s.Rows[3].Label)
 		}
 	})
 	t.Run("S7", func(t *testing.T) {
