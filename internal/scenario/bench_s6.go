@@ -43,6 +43,10 @@ type s6Client struct {
 	Management string        `json:"management"`
 	SetupKey   string        `json:"setup_key"` // secret: passed in the environment, never logged
 	Window     time.Duration `json:"window"`
+	// CPUProfile and Trace are the client's own profile prefixes (the
+	// parent's --cpuprofile and --trace with "-" and the name appended).
+	CPUProfile string `json:"cpuprofile,omitempty"`
+	Trace      string `json:"trace,omitempty"`
 }
 
 // s6Marker is the progress line a client process prints when its window
@@ -99,6 +103,9 @@ func runS6Client(ctx context.Context, b *bench, r *Result, spec string) error {
 	if err := wait(ctx, m, 2*joinTimeout, "peer connected directly", func(s engine.Status) bool { return directCount(s) == 1 }); err != nil {
 		return err
 	}
+	if c.CPUProfile != "" || c.Trace != "" {
+		winProf = &windowProfile{prefix: c.CPUProfile, trace: c.Trace}
+	}
 	settle()
 	b.progress("S6 client %s: %s (%v)", c.Name, s6Marker, c.Window)
 	row, err := observe(ctx, c.Window, nil, []*member{m}, "client process "+c.Name, 1)
@@ -151,7 +158,14 @@ func runS6Split(ctx context.Context, b *bench, r *Result) error {
 	results := make(chan result, len(names))
 	var wg sync.WaitGroup
 	for _, name := range names {
-		spec, err := json.Marshal(s6Client{Name: name, Management: n.ManagementURL(), SetupKey: n.SetupKey(), Window: w})
+		c := s6Client{Name: name, Management: n.ManagementURL(), SetupKey: n.SetupKey(), Window: w}
+		if b.o.CPUProfile != "" {
+			c.CPUProfile = b.o.CPUProfile + "-" + name
+		}
+		if b.o.Trace != "" {
+			c.Trace = b.o.Trace + "-" + name
+		}
+		spec, err := json.Marshal(c)
 		if err != nil {
 			return err
 		}
