@@ -154,11 +154,16 @@ func TestStopEndsTheStream(t *testing.T) {
 	c.until(t, signalfsm.Connected)
 	_ = c.loop.Post(fsm.Envelope{To: signalfsm.ID, Event: signalfsm.EvStop})
 	c.until(t, signalfsm.Stopped)
-	deadline := time.Now().Add(wait)
-	for len(n.Signal.Connected()) != 0 {
-		if time.Now().After(deadline) {
+	timeout := time.After(wait)
+	for {
+		changed := n.Signal.Changed()
+		if len(n.Signal.Connected()) == 0 {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
 			t.Fatal("server still sees the stream after stop")
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

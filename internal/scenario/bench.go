@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -242,6 +243,18 @@ func (p *windowProfile) writeHeap() {
 	}
 }
 
+// lockedWriter serializes the writes of several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 func (b *bench) progress(format string, args ...any) {
 	if b.o.Progress != nil {
 		fmt.Fprintf(b.o.Progress, "bench: "+format+"\n", args...)
@@ -275,6 +288,10 @@ func (b *bench) window(short, full time.Duration) time.Duration {
 // that fails is recorded with its error and the others still run; the
 // returned error joins the failures.
 func Bench(ctx context.Context, o BenchOptions) (*Report, error) {
+	if o.Progress != nil {
+		// S6's client processes report their lines from goroutines of their own.
+		o.Progress = &lockedWriter{w: o.Progress}
+	}
 	sel := map[string]bool{}
 	for _, id := range o.Scenarios {
 		id = strings.ToUpper(strings.TrimSpace(id))

@@ -40,6 +40,7 @@ type Server struct {
 	mu      sync.Mutex
 	streams map[string]*peerStream // by peer id (base64 public key)
 	tap     func(*signalpb.EncryptedMessage)
+	changed chan struct{} // closed and replaced when a stream comes or goes
 }
 
 // New returns a stopped server; call Start.
@@ -49,7 +50,7 @@ func New(cfg Config) *Server {
 		log = zap.NewNop()
 	}
 	log = log.Named("signal")
-	s := &Server{log: log, streams: make(map[string]*peerStream)}
+	s := &Server{log: log, streams: make(map[string]*peerStream), changed: make(chan struct{})}
 	s.host = grpchost.New(cfg.Addr, log, func(g *grpc.Server) {
 		signalpb.RegisterSignalExchangeServer(g, service{s: s})
 	})
@@ -99,6 +100,21 @@ func (s *Server) Connected() []wgtypes.Key {
 	return keys
 }
 
+// Changed returns a channel closed at the next stream registered or
+// removed: a test takes it, reads Connected, and waits on it if that is not
+// what it waits for yet.
+func (s *Server) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// changedLocked wakes the waiters of Changed (s.mu held).
+func (s *Server) changedLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
 // Sends counts Send calls since New, delivered or not.
 func (s *Server) Sends() int { return int(s.sends.Load()) }
 
@@ -115,6 +131,7 @@ func (s *Server) register(st *peerStream) {
 	s.mu.Lock()
 	old := s.streams[st.id]
 	s.streams[st.id] = st
+	s.changedLocked()
 	s.mu.Unlock()
 	if old != nil {
 		old.out.Finish(errReplaced)
@@ -128,6 +145,7 @@ func (s *Server) deregister(st *peerStream) {
 	defer s.mu.Unlock()
 	if s.streams[st.id] == st {
 		delete(s.streams, st.id)
+		s.changedLocked()
 	}
 }
 
