@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/netping"
 )
@@ -24,9 +25,8 @@ func BenchmarkFirstPacket(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		a, c := startNode(t, n, "bench-a", nil), startNode(t, n, "bench-b", nil)
-		for a.c.Net() == nil || !hasAddr(c) {
-			time.Sleep(time.Millisecond)
-		}
+		a.until(t, "an interface", wait, func(engine.Status) bool { return a.c.Net() != nil })
+		c.until(t, "an address", wait, func(s engine.Status) bool { return s.Address.IsValid() })
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		_, err := netping.Ping(ctx, a.c.Net(), addrOf(t, a), addrOf(t, c), 10*time.Millisecond)
 		cancel()
@@ -64,9 +64,7 @@ func benchFirstPacketOfficial(b *testing.B, officialControls bool) {
 		d := startDouble(b, n, keyAbove(b, own, officialControls))
 		start := time.Now()
 		nb := startCounted(b, n, own)
-		for nb.c.Net() == nil || !nb.hasAddr() {
-			time.Sleep(time.Millisecond)
-		}
+		nb.waitReady(b)
 		s, _ := nb.c.Status()
 		if _, err := pingWithin(nb.c.Net(), s.Address.Addr(), d.Addr(), wait, 10*time.Millisecond); err != nil {
 			b.Fatal(err)

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/internal/fsmwatch"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/netping"
@@ -28,6 +30,7 @@ type node struct {
 	key     wgtypes.Key
 	c       *client.Client
 	started time.Time
+	changes *fsmwatch.Changes // a token per transition of the client's loop
 }
 
 func startNode(t testing.TB, n *testnet.Network, name string, types []ice.CandidateType) *node {
@@ -41,15 +44,17 @@ func startNode(t testing.TB, n *testnet.Network, name string, types []ice.Candid
 
 func startNodeWithKey(t testing.TB, n *testnet.Network, name string, key wgtypes.Key, types []ice.CandidateType) *node {
 	t.Helper()
+	changes := fsmwatch.NewChanges()
 	c, err := client.New(client.Options{
 		ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: name, GoOS: "linux"}, Mode: wgiface.Netstack,
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(), CandidateTypes: types,
+		Observers: []fsm.Observer{changes},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd := &node{name: name, key: key, c: c, started: time.Now()}
+	nd := &node{name: name, key: key, c: c, started: time.Now(), changes: changes}
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -57,36 +62,36 @@ func startNodeWithKey(t testing.TB, n *testnet.Network, name string, key wgtypes
 	return nd
 }
 
+// until waits until ok holds for nd's status, checked again after each
+// transition of its loop (no clock of its own).
+func (nd *node) until(t testing.TB, what string, timeout time.Duration, ok func(engine.Status) bool) {
+	t.Helper()
+	var last engine.Status
+	err := nd.changes.Wait(context.Background(), timeout, func() (bool, error) {
+		s, err := nd.c.Status()
+		last = s
+		return err == nil && ok(s), err
+	})
+	if err != nil {
+		t.Fatalf("%s: %s: %v (engine %s signal %s mgmt %s peers %+v)", nd.name, what, err, last.State, last.Signal.State,
+			last.Management.State, last.Peers)
+	}
+}
+
 // waitPeers waits until every node has want peers in state in.
 func waitPeers(t *testing.T, nodes []*node, want int, in fsm.State) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		ok := true
-		for _, nd := range nodes {
-			s, err := nd.c.Status()
-			if err != nil {
-				t.Fatal(err)
-			}
+	end := time.Now().Add(wait)
+	for _, nd := range nodes {
+		nd.until(t, fmt.Sprintf("%d peers %s", want, in), time.Until(end), func(s engine.Status) bool {
 			n := 0
 			for _, p := range s.Peers {
 				if p.State == in || len(p.State) > len(in) && p.State[:len(in)+1] == in+"." {
 					n++
 				}
 			}
-			ok = ok && n == want
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			for _, nd := range nodes {
-				s, _ := nd.c.Status()
-				t.Logf("%s: engine %s signal %s mgmt %s peers %+v", nd.name, s.State, s.Signal.State, s.Management.State, s.Peers)
-			}
-			t.Fatalf("peers not %s within %v", in, wait)
-		}
-		time.Sleep(20 * time.Millisecond)
+			return n == want
+		})
 	}
 }
 
@@ -142,13 +147,8 @@ func TestThreeEnginesDirect(t *testing.T) {
 			if a == b {
 				continue
 			}
-			deadline := time.Now().Add(wait)
-			for a.c.Net() == nil || !hasAddr(b) {
-				if time.Now().After(deadline) {
-					t.Fatal("no interface")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			a.until(t, "an interface", wait, func(engine.Status) bool { return a.c.Net() != nil })
+			b.until(t, "an address", wait, func(s engine.Status) bool { return s.Address.IsValid() })
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			_, err := netping.Ping(ctx, a.c.Net(), addrOf(t, a), addrOf(t, b), 100*time.Millisecond)
 			cancel()
@@ -160,11 +160,6 @@ func TestThreeEnginesDirect(t *testing.T) {
 	}
 	waitPeers(t, nodes, 2, peerfsm.Connected)
 	pingAll(t, nodes)
-}
-
-func hasAddr(nd *node) bool {
-	s, err := nd.c.Status()
-	return err == nil && s.Address.IsValid()
 }
 
 // With host candidates blocked, the path goes through the test network's
@@ -186,17 +181,7 @@ func TestSignalDownKeepsTunnels(t *testing.T) {
 	waitPeers(t, nodes, 1, peerfsm.Direct)
 	n.Signal.Stop()
 	for _, nd := range nodes {
-		deadline := time.Now().Add(wait)
-		for {
-			s, _ := nd.c.Status()
-			if s.State == engine.SignalDown {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s did not see signal down", nd.name)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		nd.until(t, "signal down", wait, func(s engine.Status) bool { return s.State == engine.SignalDown })
 	}
 	waitPeers(t, nodes, 1, peerfsm.Direct)
 	pingAll(t, nodes)
@@ -205,17 +190,9 @@ func TestSignalDownKeepsTunnels(t *testing.T) {
 	// with no timer armed.
 	_ = nodes[1].c.Close()
 	beta := startNodeWithKey(t, n, "beta", nodes[1].key, nil)
-	deadline := time.Now().Add(wait)
-	for {
-		s, _ := beta.c.Status()
-		if len(s.Peers) == 1 && s.Peers[0].State == peerfsm.Parked {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted beta's peers: %+v", s.Peers)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	beta.until(t, "its peer parked after a restart", wait, func(s engine.Status) bool {
+		return len(s.Peers) == 1 && s.Peers[0].State == peerfsm.Parked
+	})
 	s, err := beta.c.Status()
 	if err != nil {
 		t.Fatal(err)

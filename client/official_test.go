@@ -16,6 +16,7 @@ import (
 
 	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/internal/fsmwatch"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/netping"
@@ -43,14 +44,15 @@ func keyAbove(t testing.TB, other wgtypes.Key, above bool) wgtypes.Key {
 // nbfsmNode is an nbfsm client that counts its path drops: transitions
 // out of session.ice.connected.
 type nbfsmNode struct {
-	c     *client.Client
-	drops atomic.Int64
-	up    chan struct{} // a peer connected
+	c       *client.Client
+	drops   atomic.Int64
+	up      chan struct{}     // a peer connected
+	changes *fsmwatch.Changes // a token per transition
 }
 
 func startCounted(t testing.TB, n *testnet.Network, key wgtypes.Key) *nbfsmNode {
 	t.Helper()
-	nd := &nbfsmNode{up: make(chan struct{}, 16)}
+	nd := &nbfsmNode{up: make(chan struct{}, 16), changes: fsmwatch.NewChanges()}
 	in := func(s fsm.State) bool {
 		return s == peerfsm.Connected || strings.HasPrefix(string(s), string(peerfsm.Connected)+".")
 	}
@@ -72,7 +74,7 @@ func startCounted(t testing.TB, n *testnet.Network, key wgtypes.Key) *nbfsmNode 
 		ManagementURL: n.ManagementURL(), PrivateKey: key, SetupKey: n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: "nbfsm", GoOS: "linux"}, Mode: wgiface.Netstack,
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(),
-		Observers: []fsm.Observer{obs},
+		Observers: []fsm.Observer{obs, nd.changes},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -211,9 +213,17 @@ func holdFor() time.Duration {
 	return 60 * time.Second
 }
 
-func (nd *nbfsmNode) hasAddr() bool {
-	s, err := nd.c.Status()
-	return err == nil && s.Address.IsValid()
+// waitReady waits, on the client's transitions, for its interface and
+// its overlay address.
+func (nd *nbfsmNode) waitReady(t testing.TB) {
+	t.Helper()
+	err := nd.changes.Wait(context.Background(), wait, func() (bool, error) {
+		s, err := nd.c.Status()
+		return err == nil && s.Address.IsValid() && nd.c.Net() != nil, err
+	})
+	if err != nil {
+		t.Fatalf("no interface and address: %v", err)
+	}
 }
 
 // doubleLogger logs the double at debug level when NBFSM_DOUBLE_LOG is set.

@@ -21,7 +21,9 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/nbfsm/nbfsm/client"
+	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/filter"
+	"github.com/nbfsm/nbfsm/internal/fsmwatch"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
@@ -252,10 +254,11 @@ func runE2EFWClient(t *testing.T, role string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	changes := fsmwatch.NewChanges()
 	c, err := client.New(client.Options{
 		ManagementURL: os.Getenv(e2eEnvMgmt), PrivateKey: key, SetupKey: os.Getenv(e2eEnvSetupKey),
 		Meta: mgmt.Meta{Hostname: os.Getenv(e2eEnvName), GoOS: "linux"}, Mode: wgiface.TUN, Interface: "wt0",
-		Listen: netip.MustParseAddrPort("0.0.0.0:51820"), Logger: log,
+		Listen: netip.MustParseAddrPort("0.0.0.0:51820"), Logger: log, Observers: []fsm.Observer{changes},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +287,7 @@ func runE2EFWClient(t *testing.T, role string) {
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	peer, err := e2eWaitConnected(c)
+	peer, err := e2eWaitConnected(c, changes)
 	if err != nil {
 		fail("%v", err)
 		return

@@ -5,6 +5,7 @@ package client_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/nbfsm/nbfsm/client"
 	"github.com/nbfsm/nbfsm/engine"
+	"github.com/nbfsm/nbfsm/fsm"
+	"github.com/nbfsm/nbfsm/internal/fsmwatch"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/testnet"
@@ -32,7 +35,6 @@ const (
 	e2eHubWait     = 30 * time.Second // the hub's first line
 	e2eClientsWait = 60 * time.Second // both clients connected and pinged
 	e2eConnectWait = 30 * time.Second // inside a client: its peer connected
-	e2ePollEvery   = 50 * time.Millisecond
 )
 
 // TestTUNNamespacesEngines runs the whole client end to end on real TUN
@@ -149,11 +151,12 @@ func runE2EClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	changes := fsmwatch.NewChanges()
 	c, err := client.New(client.Options{
 		ManagementURL: os.Getenv(e2eEnvMgmt), PrivateKey: key, SetupKey: os.Getenv(e2eEnvSetupKey),
 		Meta: mgmt.Meta{Hostname: os.Getenv(e2eEnvName), GoOS: "linux"}, Mode: wgiface.TUN, Interface: "wt0",
 		Listen: netip.MustParseAddrPort("0.0.0.0:51820"), Logger: log,
-		DisableFirewall: os.Getenv(e2eEnvFirewall) == e2eFirewallOff,
+		DisableFirewall: os.Getenv(e2eEnvFirewall) == e2eFirewallOff, Observers: []fsm.Observer{changes},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +177,7 @@ func runE2EClient(t *testing.T) {
 	if err := c.Start(context.Background()); err != nil {
 		fail("Start: %v", err)
 	}
-	peer, err := e2eWaitConnected(c)
+	peer, err := e2eWaitConnected(c, changes)
 	if err != nil {
 		fail("%v", err)
 	}
@@ -236,31 +239,37 @@ func e2ePrivateUAPIDir(t *testing.T) {
 	}
 }
 
-// e2eWaitConnected polls Status until the single peer is in
-// session.ice.connected (or a substate) and returns its overlay address.
-func e2eWaitConnected(c *client.Client) (netip.Addr, error) {
-	deadline := time.Now().Add(e2eConnectWait)
-	for {
+// e2eWaitConnected waits, on the client's transitions, until the single
+// peer is in session.ice.connected (or a substate) and returns its overlay
+// address.
+func e2eWaitConnected(c *client.Client, changes *fsmwatch.Changes) (netip.Addr, error) {
+	var peer netip.Addr
+	var last []engine.PeerStatus
+	err := changes.Wait(context.Background(), e2eConnectWait, func() (bool, error) {
 		s, err := c.Status()
 		if err != nil {
-			return netip.Addr{}, fmt.Errorf("status: %w", err)
+			return false, fmt.Errorf("status: %w", err)
 		}
-		if len(s.Peers) == 1 {
-			p := s.Peers[0]
-			if p.State == peerfsm.Connected || strings.HasPrefix(string(p.State), string(peerfsm.Connected)+".") {
-				for _, a := range p.AllowedIPs {
-					if a.Bits() == 32 {
-						return a.Addr(), nil
-					}
-				}
-				return netip.Addr{}, fmt.Errorf("connected peer has no /32 in %v", p.AllowedIPs)
+		last = s.Peers
+		if len(s.Peers) != 1 {
+			return false, nil
+		}
+		p := s.Peers[0]
+		if p.State != peerfsm.Connected && !strings.HasPrefix(string(p.State), string(peerfsm.Connected)+".") {
+			return false, nil
+		}
+		for _, a := range p.AllowedIPs {
+			if a.Bits() == 32 {
+				peer = a.Addr()
+				return true, nil
 			}
 		}
-		if time.Now().After(deadline) {
-			return netip.Addr{}, fmt.Errorf("peer not %s within %v", peerfsm.Connected, e2eConnectWait)
-		}
-		time.Sleep(e2ePollEvery)
+		return false, fmt.Errorf("connected peer has no /32 in %v", p.AllowedIPs)
+	})
+	if errors.Is(err, fsmwatch.ErrTimeout) {
+		return netip.Addr{}, fmt.Errorf("peer not %s within %v (peers %+v)", peerfsm.Connected, e2eConnectWait, last)
 	}
+	return peer, err
 }
 
 // e2ePeerV6 is the single peer's IPv6 overlay address (its /128).
