@@ -152,6 +152,17 @@ func (c *Client) Status() (engine.Status, error) {
 	return s, nil
 }
 
+// FlushWireGuard waits until every WireGuard change queued so far (the
+// peers' configurations and removals) has been applied. For tools and
+// tests that measure what a peer holds; never from the loop goroutine.
+func (c *Client) FlushWireGuard() {
+	var iface *wgiface.Interface
+	_ = c.Loop().Do(func() { iface = c.plane.iface })
+	if iface != nil {
+		iface.Flush()
+	}
+}
+
 // Close stops the engine and releases the interface and the socket.
 func (c *Client) Close() error {
 	c.Stop()
