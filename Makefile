@@ -59,7 +59,7 @@ bench-full:
 SOAKTIME ?= 5m
 SOAKSEED ?=
 soak:
-	NBFSM_SOAKTIME=$(SOAKTIME) NBFSM_SOAKSEED=$(SOAKSEED) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./internal/soak/
+	NBFSM_SOAKTIME=$(SOAKTIME) NBFSM_SOAKSEED=$(SOAKSEED) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/netbird/internal/soak/
 
 ## scenario: idle cost with 1000 parked peers and servers down, a connected idle pair.
 scenario:
@@ -67,7 +67,7 @@ scenario:
 
 ## docs: regenerate docs/diagrams from the machine Specs.
 docs:
-	$(GO) run ./internal/docgen/docgen docs/diagrams
+	$(GO) run ./cmd/netbird/internal/docgen/docgen docs/diagrams
 
 ## lint: gofmt, go vet, staticcheck (pinned) and the no-polling rule (every production file, not only the engine's).
 lint: $(GOBIN)/staticcheck

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nbfsm/nbfsm/internal/demo"
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/demo"
 )
 
 func newDemoCmd() *cobra.Command {

@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/docgen"
 	"github.com/nbfsm/nbfsm/fsm"
-	"github.com/nbfsm/nbfsm/internal/docgen"
 )
 
 func newDiagramCmd() *cobra.Command {

@@ -19,9 +19,9 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/daemon"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/config"
-	"github.com/nbfsm/nbfsm/internal/daemon"
 	"github.com/nbfsm/nbfsm/internal/netping"
 	"github.com/nbfsm/nbfsm/internal/testnet"
 	"github.com/nbfsm/nbfsm/peerfsm"

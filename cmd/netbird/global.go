@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/daemon"
 	"github.com/nbfsm/nbfsm/internal/config"
-	"github.com/nbfsm/nbfsm/internal/daemon"
 	"github.com/nbfsm/nbfsm/internal/proto/daemonpb"
 )
 

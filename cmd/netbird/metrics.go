@@ -3,7 +3,7 @@ package main
 import (
 	"go.uber.org/zap"
 
-	"github.com/nbfsm/nbfsm/internal/daemon"
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/daemon"
 )
 
 // serveMetrics serves Prometheus metrics on addr ("" → off).

@@ -4,7 +4,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nbfsm/nbfsm/client"
-	"github.com/nbfsm/nbfsm/internal/daemon"
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/daemon"
 	"github.com/nbfsm/nbfsm/internal/netmon"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nbfsm/nbfsm/internal/scenario"
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/scenario"
 )
 
 func newScenarioCmd() *cobra.Command {

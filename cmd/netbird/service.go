@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/daemon"
 	"github.com/nbfsm/nbfsm/internal/config"
-	"github.com/nbfsm/nbfsm/internal/daemon"
 )
 
 // The systemd unit of `netbird service install`.

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/daemon"
 	"github.com/nbfsm/nbfsm/internal/config"
-	"github.com/nbfsm/nbfsm/internal/daemon"
 	"github.com/nbfsm/nbfsm/internal/proto/daemonpb"
 	"github.com/nbfsm/nbfsm/internal/version"
 )

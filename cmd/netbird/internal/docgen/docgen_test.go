@@ -10,7 +10,7 @@ import (
 
 // TestDiagramsFresh fails when docs/diagrams is stale: run `make docs`.
 func TestDiagramsFresh(t *testing.T) {
-	dir := filepath.Join("..", "..", "docs", "diagrams")
+	dir := filepath.Join("..", "..", "..", "..", "docs", "diagrams")
 	for name, want := range Files() {
 		got, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {

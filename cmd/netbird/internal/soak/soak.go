@@ -41,6 +41,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/client"
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/scenario"
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/fsmwatch"
@@ -48,7 +49,6 @@ import (
 	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/netping"
 	"github.com/nbfsm/nbfsm/internal/proto/mgmtpb"
-	"github.com/nbfsm/nbfsm/internal/scenario"
 	"github.com/nbfsm/nbfsm/internal/testnet"
 	"github.com/nbfsm/nbfsm/internal/wgiface"
 	"github.com/nbfsm/nbfsm/mgmtfsm"

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/nbfsm/nbfsm/internal/docgen"
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/docgen"
 )
 
 func main() {
