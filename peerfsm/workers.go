@@ -359,21 +359,26 @@ func (w *Workers) CurrentEndpoint(k wgtypes.Key) netip.AddrPort {
 	if w.Iface == nil {
 		return netip.AddrPort{}
 	}
-	st, err := w.Iface.PeerStats()
-	if err != nil || st[k].Relayed {
+	ep, relayed, err := w.Iface.Endpoint(k) // in-process, no socket round trip
+	if err != nil || relayed {
 		return netip.AddrPort{}
 	}
-	return st[k].Endpoint
+	return ep
 }
 
-// Probe asks WireGuard for a handshake initiation to k now.
+// Probe asks WireGuard for a handshake initiation to k, from a worker (it
+// sends a datagram).
 func (w *Workers) Probe(k wgtypes.Key) {
+	w.init()
 	if w.Iface == nil {
 		return
 	}
-	if err := w.Iface.Initiate(k); err != nil {
-		logFailure(w.log.With(zap.String("peer", nbcrypto.Fingerprint(k))), "wireguard probe failed", err)
-	}
+	iface := w.Iface
+	w.workers.Go(func() {
+		if err := iface.Initiate(k); err != nil {
+			logFailure(w.log.With(zap.String("peer", nbcrypto.Fingerprint(k))), "wireguard probe failed", err)
+		}
+	})
 }
 
 // Now is time.Now.

@@ -98,6 +98,11 @@ func TestPeerLifecycle(t *testing.T) {
 		if ok != s.present || st.Endpoint != s.wantEP {
 			t.Fatalf("%s: present=%v endpoint=%v, want %v %v", s.name, ok, st.Endpoint, s.present, s.wantEP)
 		}
+		// Endpoint (in-process, what the peer machine's roaming check
+		// reads) agrees with PeerStats.
+		if got, relayed, err := n.iface.Endpoint(peer); err != nil || got != s.wantEP || relayed {
+			t.Fatalf("%s: Endpoint %v relayed %v err %v, want %v", s.name, got, relayed, err, s.wantEP)
+		}
 	}
 	if err := n.iface.Close(); err != nil {
 		t.Fatal(err)
@@ -110,6 +115,9 @@ func TestPeerLifecycle(t *testing.T) {
 	}
 	if _, err := n.iface.PeerStats(); !errors.Is(err, wgiface.ErrClosed) {
 		t.Errorf("PeerStats after Close: %v, want ErrClosed", err)
+	}
+	if _, _, err := n.iface.Endpoint(peer); !errors.Is(err, wgiface.ErrClosed) {
+		t.Errorf("Endpoint after Close: %v, want ErrClosed", err)
 	}
 }
 

@@ -243,6 +243,26 @@ func (i *Interface) PeerStats() (map[wgtypes.Key]PeerStats, error) {
 	return i.conf.peerStats()
 }
 
+// Endpoint returns WireGuard's endpoint for k now (zero if it has none or
+// k is not configured) and whether it is a relay endpoint. It asks the
+// device in-process (its IPC text), in both modes: no UAPI socket round
+// trip, so the loop may call it.
+func (i *Interface) Endpoint(k wgtypes.Key) (netip.AddrPort, bool, error) {
+	if err := i.check(); err != nil {
+		return netip.AddrPort{}, false, err
+	}
+	text, err := i.dev.IpcGet()
+	if err != nil {
+		return netip.AddrPort{}, false, fmt.Errorf("%w: get: %w", ErrDevice, err)
+	}
+	st, err := parsePeerStats(text)
+	if err != nil {
+		return netip.AddrPort{}, false, err
+	}
+	ps := st[k]
+	return ps.Endpoint, ps.Relayed, nil
+}
+
 // Net is the userspace network stack in Netstack mode, nil in TUN mode.
 func (i *Interface) Net() *netstack.Net { return i.tnet }
 
