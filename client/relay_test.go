@@ -619,6 +619,19 @@ func (e *echo) finish(grace time.Duration) (sent int, lost []uint64) {
 	return len(e.sent), lost
 }
 
+// sentAfter is the requests of seqs sent after t0.
+func (e *echo) sentAfter(seqs []uint64, t0 time.Time) []uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []uint64
+	for _, seq := range seqs {
+		if e.sent[seq].After(t0) {
+			out = append(out, seq)
+		}
+	}
+	return out
+}
+
 // firstReplyAfter is the first reply to a request sent after t0.
 func (e *echo) firstReplyAfter(t0 time.Time) (time.Time, bool) {
 	e.mu.Lock()
@@ -720,6 +733,10 @@ func TestRelayFirstThenDirectNoLoss(t *testing.T) {
 	e := startEcho(t, a, b, 100*time.Millisecond)
 	e.await(t, 10)
 	wantConnection(t, "relayed", a, b)
+	// The switch is what is measured: from the relay carrying echoes on.
+	// A request sent before the relay path's first WireGuard handshake
+	// completed may be lost (seen once in CI: the first echo, under load).
+	carried := time.Now()
 	before := offers.get()
 	for _, g := range gates {
 		g.Release()
@@ -728,9 +745,11 @@ func TestRelayFirstThenDirectNoLoss(t *testing.T) {
 	db := b.until(t, peerfsm.ID(a.key.PublicKey()), peerfsm.Direct)
 	e.await(t, 20) // two more seconds on the direct path
 	sent, lost := e.finish(2 * time.Second)
-	t.Logf("direct after %v (alpha) and %v (beta); %d echoes, lost %v", da.Round(time.Millisecond), db.Round(time.Millisecond), sent, lost)
-	if len(lost) != 0 {
-		t.Fatalf("lost %d of %d echoes across the switch: %v", len(lost), sent, lost)
+	across := e.sentAfter(lost, carried)
+	t.Logf("direct after %v (alpha) and %v (beta); %d echoes, lost %v (%v of them sent once the relay carried)",
+		da.Round(time.Millisecond), db.Round(time.Millisecond), sent, lost, across)
+	if len(across) != 0 {
+		t.Fatalf("lost %d of %d echoes across the switch: %v", len(across), sent, across)
 	}
 	wantConnection(t, "direct", a, b)
 	if after := offers.get(); after != before {
