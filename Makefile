@@ -9,9 +9,8 @@ FUZZTIME ?= 1m
 # FUZZMINIMIZE bounds the minimization of each new interesting input (go's default, 60 s, spends most of
 # a 10 s run minimizing the event-sequence targets' inputs: ~6 000 executions instead of ~180 000).
 FUZZMINIMIZE ?= 1000x
-# WIREGUARD_GO_VERSION is the upstream wireguard-go that third_party/wireguard-go is: go.mod's require line
-# (its replace line points at the copy). Evaluated only by `make wireguard-go`.
-WIREGUARD_GO_VERSION = $(shell $(GO) list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
+# WIREGUARD_GO_VERSION is the upstream wireguard-go that third_party/wireguard-go is (go.mod replaces it there).
+WIREGUARD_GO_VERSION := v0.0.0-20260522210424-ecfc5a8d5446
 
 .PHONY: all build test check root-deps test-short bench bench-short bench-full soak iperf scenario docs lint proto wireguard-go demo testnet fuzz tools clean
 
