@@ -1,9 +1,0 @@
-//go:build windows || wasm
-
-// SPDX-License-Identifier: MIT
-
-package rwcancel
-
-type RWCancel struct{}
-
-func (*RWCancel) Cancel() {}

@@ -1,3 +1,0 @@
-package main
-
-const Version = "0.0.20250522"
