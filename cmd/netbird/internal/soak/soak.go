@@ -133,6 +133,45 @@ type node struct {
 	c       *client.Client
 	changes *fsmwatch.Changes
 	guard   *guard
+	history *history
+}
+
+// history keeps the last few transitions of each of a client's peer
+// machines, for the failure report (what led both sides where they are).
+type history struct {
+	mu   sync.Mutex
+	last map[string][]fsm.Record
+}
+
+const historyLen = 12
+
+func (h *history) Observe(r fsm.Record) {
+	if r.Kind != peerfsm.Kind {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := h.last[r.Machine]
+	if len(l) == historyLen {
+		l = append(l[:0], l[1:]...)
+	}
+	h.last[r.Machine] = append(l, r)
+}
+
+// of tells the last transitions of the machine for the remote public key, oldest first,
+// each with its time relative to now.
+func (h *history) of(pub wgtypes.Key) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var b strings.Builder
+	for _, r := range h.last[peerfsm.ID(pub)] {
+		arrow := string(r.To)
+		if r.Internal {
+			arrow = "(internal)"
+		}
+		fmt.Fprintf(&b, " [-%v %s --%s--> %s]", time.Since(r.At).Round(time.Millisecond), r.From, r.Event, arrow)
+	}
+	return b.String()
 }
 
 // guard is the loop-side invariant check of one client: it sees the
@@ -332,12 +371,12 @@ func (s *soak) add(ctx context.Context, name string) error {
 }
 
 func (s *soak) startNode(ctx context.Context, name string, key wgtypes.Key) error {
-	nd := &node{name: name, key: key, changes: fsmwatch.NewChanges()}
+	nd := &node{name: name, key: key, changes: fsmwatch.NewChanges(), history: &history{last: map[string][]fsm.Record{}}}
 	nd.guard = &guard{name: name, s: s}
 	c, err := client.New(client.Options{ManagementURL: s.n.ManagementURL(), PrivateKey: key, SetupKey: s.n.SetupKey(),
 		Meta: mgmt.Meta{Hostname: name, GoOS: runtime.GOOS}, Mode: wgiface.Netstack,
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: zap.NewNop(),
-		Observers: []fsm.Observer{nd.changes, nd.guard}})
+		Observers: []fsm.Observer{nd.changes, nd.guard, nd.history}})
 	if err != nil {
 		return err
 	}
@@ -405,12 +444,13 @@ func (s *soak) unconnectedReport(nd *node, st engine.Status) string {
 			if o.key.PublicKey() == p.Key {
 				name = o.name
 				if ost, err := o.c.Status(); err == nil {
-					view = fmt.Sprintf("engine %s, signal %s, sees %s: %s", ost.State, ost.Signal.State, nd.name, peerOf(ost, nd.key))
+					view = fmt.Sprintf("engine %s, signal %s, sees %s: %s; its last transitions:%s", ost.State, ost.Signal.State,
+						nd.name, peerOf(ost, nd.key), o.history.of(nd.key.PublicKey()))
 				}
 			}
 		}
-		fmt.Fprintf(&b, "; %s sees %s: %s since %v, last error %q, %d timers; %s: %s", nd.name, name, p.State,
-			time.Since(p.Since).Round(time.Millisecond), p.LastErr, p.Timers, name, view)
+		fmt.Fprintf(&b, "; %s sees %s: %s since %v, last error %q, %d timers, last transitions:%s; %s: %s", nd.name, name, p.State,
+			time.Since(p.Since).Round(time.Millisecond), p.LastErr, p.Timers, nd.history.of(p.Key), name, view)
 	}
 	return b.String()
 }
@@ -480,9 +520,9 @@ func (s *soak) pairReport(a, b *node, sa, sb engine.Status) string {
 	side := func(x *node, before, now engine.Status, y *node) string {
 		sock := x.c.SocketStats()
 		fw, _ := x.c.FirewallStats()
-		return fmt.Sprintf("%s (serial %d, engine %s) sees %s: %s; now %s; socket wg in %d out %d dropped %d; filter %v dropped %d",
-			x.name, now.Serial, now.State, y.name, peerOf(before, y.key), counters(now, y.key), sock.WireGuardIn, sock.WireGuardOut,
-			sock.Dropped, fw.Mode, fw.DroppedTotal())
+		return fmt.Sprintf("%s (serial %d, engine %s, socket %v) sees %s: %s; now %s; socket wg in %d out %d dropped %d; filter %v dropped %d; last transitions:%s",
+			x.name, now.Serial, now.State, x.c.LocalAddr(), y.name, peerOf(before, y.key), counters(now, y.key), sock.WireGuardIn, sock.WireGuardOut,
+			sock.Dropped, fw.Mode, fw.DroppedTotal(), x.history.of(y.key.PublicKey()))
 	}
 	return side(a, sa, na, b) + "; " + side(b, sb, nb, a)
 }
