@@ -67,6 +67,9 @@ type WGPeer struct {
 	// the endpoint is direct: its datagrams still reach WireGuard, and a
 	// fallback reuses it (the NetBird relay path, relay.go).
 	KeepRelay bool
+	// Probe sends a WireGuard handshake initiation once the peer is set,
+	// to the endpoint it then has (a fallback's probe of the relay).
+	Probe bool
 }
 
 // Poster posts an event to a machine from a worker goroutine; fsm.Sender is

@@ -104,7 +104,10 @@ type Peer struct {
 	release       func()
 	directSince   time.Time
 	relaySince    time.Time   // when WireGuard went over the relay path (its check)
-	probed        bool        // the silent direct path was probed; the check after ProbeTimeout decides
+	probed        bool        // the path in use was probed; the check after ProbeTimeout decides
+	probeAt       time.Time   // when: a datagram from the remote since then proves the path
+	listening     bool        // since probeAt, without a probe of ours: the controlling side probes first (crossing initiations stall wireguard-go)
+	fellBack      bool        // the direct path was lost to the relay: its first check is a probe
 	iceSince      time.Time   // when the current agent started
 	timer         fsm.TimerID // the resend or path-check timer, re-armed in place
 }
@@ -189,11 +192,21 @@ var unprobed = &fsm.Guard[*Peer]{Name: "unprobed", Fn: func(m *fsm.Machine[*Peer
 	return !m.Data.probed
 }}
 
+// pathAlive: something came from the pair's address within a path
+// timeout; once probed, since the probe (the probe may come before the
+// path timeout: the relay's report on the remote, relay.go).
 var pathAlive = &fsm.Guard[*Peer]{Name: "path-alive", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
 	p := m.Data
-	alive, _ := PathVerdict(p.Effects.Now(), p.Effects.LastReceive(p.Pair.Remote), p.directSince, p.pathTimeout())
+	last := p.Effects.LastReceive(p.Pair.Remote)
+	if p.probed || p.listening {
+		return heardSince(last, p.probeAt)
+	}
+	alive, _ := PathVerdict(p.Effects.Now(), last, p.directSince, p.pathTimeout())
 	return alive
 }}
+
+// heardSince: last (a receive time, zero if never) is at or after t.
+func heardSince(last, t time.Time) bool { return !last.IsZero() && !last.Before(t) }
 
 // pathRoamed: the pair's address fell silent, but WireGuard follows the
 // remote to another address (NAT rebinding) that something arrived from.
@@ -243,6 +256,7 @@ func endSession(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	m.Data.RemoteCreds = Credentials{}
 	m.Data.answerPending = false
 	m.Data.pending = nil
+	m.Data.probed, m.Data.listening, m.Data.fellBack = false, false, false
 }
 
 func (p *Peer) message(k sigwire.Kind) sigwire.Message {
@@ -381,7 +395,7 @@ func holdDirectPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	}
 	p.release = p.Effects.HoldPath(p.Local, p.Pair.Remote)
 	p.directSince = p.Effects.Now()
-	p.probed = false
+	p.probed, p.listening = false, false
 	rearm(m, p.pathTimeout(), EvPathCheck)
 }
 
@@ -421,7 +435,7 @@ func holdRelayedPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 
 func rearmPathCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed = false
+	p.probed, p.listening = false, false
 	_, next := PathVerdict(p.Effects.Now(), p.Effects.LastReceive(p.Pair.Remote), p.directSince, p.pathTimeout())
 	rearm(m, next, EvPathCheck)
 }
@@ -447,7 +461,7 @@ func followRoaming(m *fsm.Machine[*Peer], e fsm.Envelope) {
 // ProbeTimeout.
 func probePath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed = true
+	p.probed, p.probeAt, p.listening = true, p.Effects.Now(), false
 	p.log(m).Debug("direct path silent: probing it with a handshake", zap.Stringer("endpoint", p.Pair.Remote))
 	p.Effects.Probe(p.Remote)
 	rearm(m, ProbeTimeout, EvPathCheck)

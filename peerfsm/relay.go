@@ -148,6 +148,9 @@ var fallbackToRelay = &fsm.Guard[*Peer]{Name: "silent-probed-and-relay-ready", F
 var (
 	relayPathAlive = &fsm.Guard[*Peer]{Name: "relay-path-alive", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
 		p := m.Data
+		if p.probed || p.listening {
+			return p.relayInUse(m) && heardSince(p.relayLastReceive(), p.probeAt)
+		}
 		alive, _ := PathVerdict(p.Effects.Now(), p.relayLastReceive(), p.relaySince, p.pathTimeout())
 		return p.relayInUse(m) && alive
 	}}
@@ -161,6 +164,14 @@ var (
 		return m.Data.relayInUse(m)
 	}}
 )
+
+// relayReportUnprobed: the relay watching the remote for a fallback
+// reports it gone or back (its relay connection dropped or came anew:
+// the relay restarted, or the remote did, with the same key), and the
+// direct path is not being probed already.
+var relayReportUnprobed = &fsm.Guard[*Peer]{Name: "relay-report-unprobed", Fn: func(m *fsm.Machine[*Peer], e fsm.Envelope) bool {
+	return !m.Data.probed && !m.Data.listening && relayLostForTarget.Fn(m, e)
+}}
 
 // remoteBackSignalDown: the relay reports the remote back, but signal is
 // down (no offer can be sent: the peer waits parked for signal).
@@ -390,7 +401,9 @@ func useRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 		m.Raise(EvRelayFailed, fmt.Errorf("%w: %w", ErrRelayBridge, err))
 		return
 	}
-	if rp, ok := p.relayPath.(*relayPath); ok && (p.relayCarried || p.rejoin) {
+	fellBack := p.fellBack
+	p.fellBack = false
+	if rp, ok := p.relayPath.(*relayPath); ok && (p.relayCarried || p.rejoin || fellBack) {
 		// Not the first path of the session (a relay back, a fallback):
 		// the session is established, and the endpoint WireGuard has is
 		// gone, so the controlled side sets it too (no crossing handshake).
@@ -402,19 +415,33 @@ func useRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 		rp.controlled = false
 	}
 	p.rejoin = false
-	if !configure(m, WGPeer{Key: p.Remote, AllowedIPs: p.AllowedIPs, Relay: p.relayPath, Keepalive: Keepalive}) {
+	// A fallback judges the relay after ProbeTimeout, not a path timeout:
+	// the direct path's silence already lasted a path timeout and a probe,
+	// and a remote that restarted with the same key is on the relay under
+	// the same id, where nothing answers for it (a full path timeout more
+	// was the soak's unconverged pair of seed 8905832664008189321). The
+	// controlling side probes at once; the other listens first and probes
+	// only if the controller's probe did not come (both sides often fall
+	// back together, and crossing initiations stall wireguard-go).
+	probe := fellBack && Controlling(p.Own, p.Remote)
+	if !configure(m, WGPeer{Key: p.Remote, AllowedIPs: p.AllowedIPs, Relay: p.relayPath, Keepalive: Keepalive, Probe: probe}) {
 		return
 	}
 	p.relayCarried = true
 	p.Attempt = 0
-	p.relaySince, p.probed = p.Effects.Now(), false
-	rearm(m, p.pathTimeout(), EvPathCheck)
-	p.log(m).Info("peer connected over the relay", zap.String("relay", p.RelayTarget))
+	p.relaySince, p.probed, p.listening = p.Effects.Now(), false, false
+	if fellBack {
+		p.probed, p.listening, p.probeAt = probe, !probe, p.relaySince
+		rearm(m, ProbeTimeout, EvPathCheck)
+	} else {
+		rearm(m, p.pathTimeout(), EvPathCheck)
+	}
+	p.log(m).Info("peer connected over the relay", zap.String("relay", p.RelayTarget), zap.Bool("fallback", fellBack))
 }
 
 func rearmRelayCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed = false
+	p.probed, p.listening = false, false
 	_, next := PathVerdict(p.Effects.Now(), p.relayLastReceive(), p.relaySince, p.pathTimeout())
 	rearm(m, next, EvPathCheck)
 }
@@ -423,7 +450,7 @@ func rearmRelayCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 // direct path (probePath), a handshake initiation's response proves it.
 func probeRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed = true
+	p.probed, p.probeAt, p.listening = true, p.Effects.Now(), false
 	p.log(m).Debug("relay path silent: probing it with a handshake", zap.String("relay", p.RelayTarget))
 	p.Effects.Probe(p.Remote)
 	rearm(m, ProbeTimeout, EvPathCheck)
@@ -439,6 +466,7 @@ func relayPathLost(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 func fallBack(m *fsm.Machine[*Peer], e fsm.Envelope) {
 	pathLost(m, e)
 	p := m.Data
+	p.fellBack = true
 	p.log(m).Info("direct path lost: back to the relay", zap.String("relay", p.RelayTarget))
 	if p.relayPath == nil { // kept open in the background, normally
 		openRelayPath(m, fsm.Envelope{})
@@ -500,6 +528,34 @@ func relayFailed(m *fsm.Machine[*Peer], e fsm.Envelope) {
 	recordErr(m, e)
 	m.Data.log(m).Info("relay not bridged to WireGuard", zap.String("relay", m.Data.RelayTarget), zap.String("err", m.Data.LastErr))
 	forgetRelay(m, e)
+}
+
+// probeOnRelayReport: the relay saw the remote's relay connection go or
+// come while WireGuard is direct. A remote that restarted with the same
+// key does both, and its new instance has no WireGuard session for us:
+// the direct path is dead, but only its path timeout (75 s) would tell,
+// while the new instance, its offers lost if our signal was down, waits
+// for ours. A handshake initiation finds out in ProbeTimeout (a live
+// remote answers it; one datagram per report). Both sides are told at
+// once when the relay restarts, and crossing initiations stall
+// wireguard-go (the soak saw a pair whose pings then failed): the
+// controlling side probes now; the other listens for ProbeTimeout, and
+// its check probes if nothing came (the controller had no report, or is
+// the one gone).
+func probeOnRelayReport(m *fsm.Machine[*Peer], e fsm.Envelope) {
+	p := m.Data
+	p.probeAt = p.Effects.Now()
+	if Controlling(p.Own, p.Remote) {
+		p.log(m).Debug("the relay reports the remote's connection changed: probing the direct path",
+			zap.String("event", string(e.Event)), zap.Stringer("endpoint", p.Pair.Remote))
+		p.probed = true
+		p.Effects.Probe(p.Remote)
+	} else {
+		p.log(m).Debug("the relay reports the remote's connection changed: listening for the controller's probe",
+			zap.String("event", string(e.Event)), zap.Stringer("endpoint", p.Pair.Remote))
+		p.listening = true
+	}
+	rearm(m, ProbeTimeout, EvPathCheck)
 }
 
 // stopAgent: ICE failed while the relay carries WireGuard: the agent goes,
@@ -582,6 +638,10 @@ var relayRows = []fsm.Transition[*Peer]{
 	{From: Direct, Event: relayuse.EvLost, Action: forgetRelayKeepDirect,
 		Doc: "WireGuard may have followed the remote onto the relay: its endpoint is the direct pair's again"},
 	{From: Connected, Event: relayuse.EvLost, Action: forgetRelay},
+	{From: Direct, Event: relayuse.EvRemoteOffline, Guard: relayReportUnprobed, Action: probeOnRelayReport,
+		Doc: "the remote left the relay: probe the direct path now (a remote restarted with the same key has no session for us)"},
+	{From: Direct, Event: relayuse.EvRemoteOnline, Guard: relayReportUnprobed, Action: probeOnRelayReport,
+		Doc: "the remote came (back) on the relay: probe the direct path now"},
 
 	// The relay's reports of the remote's presence (it watches the remote
 	// while the session holds the relay).

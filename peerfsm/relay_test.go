@@ -80,8 +80,36 @@ func TestRelayPath(t *testing.T) {
 				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, farRelay) }, Checking, nil}, // not our target
 				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, homeRelay) }, OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
 				{on(e(EvICEConnected, direct)), Direct, []string{"SetPeer 198.18.0.2:51820", "StopICE", "HoldPath"}},
-				{on(e(EvPathCheck)), Direct, []string{"Probe"}},                           // silent: probed first
-				{on(e(EvPathCheck)), OverRelay, []string{"ReleasePath", "SetPeer relay"}}, // the relay path stayed open
+				{on(e(EvPathCheck)), Direct, []string{"Probe"}},                                 // silent: probed first
+				{on(e(EvPathCheck)), OverRelay, []string{"ReleasePath", "SetPeer relay probe"}}, // the relay path stayed open; probed at once
+				{on(e(EvPathCheck)), Backoff, []string{"RemovePeer"}},                           // nothing over the relay since its probe
+			}},
+		{name: "controlled side, direct first: a fallback sets the relay endpoint, listens for the controller's probe, then probes", target: farRelay,
+			steps: []step{
+				{on(e(EvUnpark)), Offering, []string{"Send offer L1"}},
+				{on(relayAnswer("R1", farRelay)), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=false pending=0"}},
+				{on(e(EvICEConnected, direct)), Direct, []string{"SetPeer keepalive", "StopICE", "HoldPath"}},
+				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, farRelay) }, Direct, nil}, // kept for a fallback
+				{on(e(EvPathCheck)), Direct, []string{"Probe"}},
+				{on(e(EvPathCheck)), OverRelay, []string{"ReleasePath", "OpenRelayPath", "SetPeer relay"}},
+				{on(e(EvPathCheck)), OverRelay, []string{"Probe"}}, // the controller's did not come
+				{on(e(EvPathCheck)), Backoff, []string{"RemovePeer"}},
+			}},
+		{name: "controlled side: the remote's relay report while direct is heard out, then probed", target: farRelay,
+			steps: []step{
+				{on(e(EvUnpark)), Offering, []string{"Send offer L1"}},
+				{on(relayAnswer("R1", farRelay)), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=false pending=0"}},
+				{on(e(EvICEConnected, direct)), Direct, []string{"SetPeer keepalive", "StopICE", "HoldPath"}},
+				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, farRelay) }, Direct, nil},
+				{func(fx *fakeEffects) fsm.Envelope {
+					fx.lastRecv = fx.now.Add(-time.Second)
+					return e(relayuse.EvRemoteOnline, farRelay)
+				}, Direct, nil},
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOffline, Data: farRelay}), Direct, nil}, // listening already
+				{on(e(EvPathCheck)), Direct, []string{"Probe"}},                                  // nothing since the report
+				{func(fx *fakeEffects) fsm.Envelope { fx.lastRecv = fx.now.Add(time.Hour); return e(EvPathCheck) }, Direct, nil},
+				{func(fx *fakeEffects) fsm.Envelope { return e(relayuse.EvRemoteOnline, farRelay) }, Direct, nil},                // listening anew
+				{func(fx *fakeEffects) fsm.Envelope { fx.lastRecv = fx.now.Add(time.Hour); return e(EvPathCheck) }, Direct, nil}, // the controller's probe came
 			}},
 		{name: "non-controller uses the controller's relay; ICE failing keeps the relay", target: farRelay,
 			steps: []step{
@@ -136,12 +164,26 @@ func TestRelayPath(t *testing.T) {
 				{on(relayOffer("", farRelay)), RelayWaiting, []string{"SetPeer", "Send answer L1"}},
 				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, farRelay) }, RelayOnlyRelayed, []string{"OpenRelayPath", "SetPeer relay"}},
 			}},
-		{name: "a direct path is not the relay's to judge: the remote's relay report changes nothing", own: true, target: homeRelay,
+		{name: "the remote's relay report while direct: the direct path is probed now, its answer keeps it", own: true, target: homeRelay,
 			steps: []step{
 				{on(e(EvUnpark)), Offering, []string{"Send offer L1"}},
 				{on(relayAnswer("R1", farRelay)), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=true pending=0"}},
 				{on(e(EvICEConnected, direct)), Direct, []string{"SetPeer 198.18.0.2:51820", "StopICE", "HoldPath"}},
-				{on(fsm.Envelope{Event: relayuse.EvRemoteOffline, Data: homeRelay}), Direct, nil},
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOffline, Data: farRelay}), Direct, nil}, // another relay's
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOffline, Data: homeRelay}), Direct, []string{"Probe"}},
+				{on(fsm.Envelope{Event: relayuse.EvRemoteOnline, Data: homeRelay}), Direct, nil}, // probing already
+				{func(fx *fakeEffects) fsm.Envelope { fx.lastRecv = fx.now.Add(time.Hour); return e(EvPathCheck) }, Direct, nil},
+			}},
+		{name: "the remote came back on the relay while direct, the probe unanswered: the session ends", own: true, target: homeRelay,
+			steps: []step{
+				{on(e(EvUnpark)), Offering, []string{"Send offer L1"}},
+				{on(relayAnswer("R1", farRelay)), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=true pending=0"}},
+				{on(e(EvICEConnected, direct)), Direct, []string{"SetPeer 198.18.0.2:51820", "StopICE", "HoldPath"}},
+				{func(fx *fakeEffects) fsm.Envelope {
+					fx.lastRecv = fx.now.Add(-time.Second)
+					return e(relayuse.EvRemoteOnline, homeRelay)
+				}, Direct, []string{"Probe"}},
+				{on(e(EvPathCheck)), Backoff, []string{"ReleasePath", "RemovePeer"}}, // heard before the probe, not since
 			}},
 		{name: "the relay cannot be bridged while ICE checks: not used, ICE goes on", own: true, target: homeRelay,
 			steps: []step{
@@ -340,6 +382,49 @@ func TestRelayPathTrafficKeepsIt(t *testing.T) {
 	deliver(e(EvPathCheck))
 	if got := fx.Take(); !slices.Equal(got, []string{"Probe"}) || m.State() != RelayOnlyRelayed {
 		t.Fatalf("a path timeout after the last datagram: state %s, effects %q, want a probe", m.State(), got)
+	}
+}
+
+// A fallback probes the relay at once; a datagram over the relay since
+// the probe keeps the path, and its next check is a path timeout away.
+func TestFallbackProbeAnswered(t *testing.T) {
+	t0 := time.Now() // the relay path stamps its reads with the wall clock
+	fx := &fakeEffects{now: t0.Add(-3 * time.Hour)}
+	l := fsm.NewLoop(fsm.Options{})
+	p := &Peer{Own: keyHigh, Remote: keyMid, Effects: fx, SignalUp: true,
+		HomeRelay: func() (string, netip.Addr) { return homeRelay, netip.MustParseAddr("198.18.0.9") }}
+	m, err := Add(l, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Remove(m.ID())
+	deliver := func(env fsm.Envelope, want fsm.State, effects ...string) {
+		t.Helper()
+		env.To = m.ID()
+		l.Deliver(env)
+		if got := fx.Take(); m.State() != want || !slices.Equal(got, effects) {
+			t.Fatalf("%s: state %s, effects %q; want %s, %q", env.Event, m.State(), got, want, effects)
+		}
+	}
+	deliver(e(EvUnpark), Offering, "Send offer L1")
+	deliver(relayAnswer("R1", farRelay), Checking, "SetPeer", "StartICE L1/R1 controlling=true pending=0")
+	deliver(fsm.Envelope{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: datagramOpener{}}}, OverRelay,
+		"SetPeer relay")
+	deliver(e(EvICEConnected, direct), Direct, "SetPeer 198.18.0.2:51820", "StopICE", "HoldPath")
+	fx.now = t0.Add(-time.Hour)
+	deliver(e(EvPathCheck), Direct, "Probe")
+	deliver(e(EvPathCheck), OverRelay, "ReleasePath", "SetPeer relay probe")
+	rp, ok := m.Data.relayPath.(*relayPath)
+	if !ok {
+		t.Fatalf("path %T, want a relay path", m.Data.relayPath)
+	}
+	if n, err := rp.Read(make([]byte, 64)); n == 0 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	fx.now = time.Now()
+	deliver(e(EvPathCheck), OverRelay)
+	if p.probed {
+		t.Fatal("still probing after the relay answered")
 	}
 }
 

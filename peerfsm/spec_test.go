@@ -62,6 +62,8 @@ func (f *fakeEffects) StartICE(_ fsm.Sender, a Agent) ICEHandle {
 func (f *fakeEffects) SetPeer(r Poster, p WGPeer) error {
 	f.reporters = append(f.reporters, r)
 	switch {
+	case p.Relay != nil && p.Probe:
+		f.Record("SetPeer", "relay", "probe")
 	case p.Relay != nil:
 		f.Record("SetPeer", "relay")
 	case p.Endpoint.IsValid():

@@ -233,7 +233,7 @@ func (w *Workers) SetPeer(r Poster, p WGPeer) error {
 		return ErrNoInterface
 	}
 	wp := wgiface.Peer{Key: p.Key, AllowedIPs: p.AllowedIPs, Keepalive: p.Keepalive, Endpoint: p.Endpoint}
-	ch := wgiface.Change{Peer: wp}
+	ch := wgiface.Change{Peer: wp, Initiate: p.Probe}
 	withEndpoint := p.Endpoint.IsValid()
 	if p.Relay != nil {
 		// The bridge is set up by the configuration worker, behind the

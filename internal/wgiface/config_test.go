@@ -75,6 +75,23 @@ func TestPeerLifecycle(t *testing.T) {
 			}
 			return nil
 		}, nil, true, ep},
+		{"a queued change with Initiate: set, then one initiation to its endpoint", func() error {
+			// Another peer: wireguard-go sends no initiation within 5 s
+			// of the last one to the same peer (the step above).
+			before := n.sock.Stats().WireGuardOut
+			done := make(chan error, 1)
+			if err := n.iface.Enqueue(wgiface.Change{Peer: wgiface.Peer{Key: testPub(t), Endpoint: ep}, Initiate: true},
+				func(err error) { done <- err }); err != nil {
+				return err
+			}
+			if err := <-done; err != nil {
+				return err
+			}
+			if sent := n.sock.Stats().WireGuardOut - before; sent != 1 {
+				return fmt.Errorf("%d datagrams sent, want 1", sent)
+			}
+			return nil
+		}, nil, true, ep},
 		{"unknown relay endpoint", func() error {
 			return n.iface.SetPeer(wgiface.Peer{Key: peer, Endpoint: netip.MustParseAddrPort("240.1.2.3:1")})
 		}, wgiface.ErrDevice, true, ep},

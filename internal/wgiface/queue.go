@@ -38,6 +38,10 @@ type Change struct {
 	// peer (the address of a relay endpoint it sets up, say) or fail the
 	// change (its error is the change's result).
 	Prepare func(p *Peer) error
+	// Initiate sends a handshake initiation once the peer is set (a probe
+	// of the endpoint it now has: ordered after every change queued
+	// before it, so it goes where this change points WireGuard).
+	Initiate bool
 }
 
 // queued is one change waiting for the worker; flush marks a Flush.
@@ -213,5 +217,12 @@ func (i *Interface) apply(c Change) error {
 		return err
 	}
 	log.Debug("peer set", zap.Stringer("endpoint", c.Peer.Endpoint), zap.Bool("reset", c.Reset))
+	if c.Initiate {
+		// The peer is set: a probe that could not go is not the change's
+		// failure (the prober's check finds the path silent).
+		if err := i.Initiate(c.Peer.Key); err != nil {
+			log.Debug("probe not sent", zap.Error(err))
+		}
+	}
 	return nil
 }
