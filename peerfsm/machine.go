@@ -103,13 +103,16 @@ type Peer struct {
 	ice           ICEHandle
 	release       func()
 	directSince   time.Time
-	relaySince    time.Time   // when WireGuard went over the relay path (its check)
-	probed        bool        // the path in use was probed; the check after ProbeTimeout decides
-	probeAt       time.Time   // when: a datagram from the remote since then proves the path
-	listening     bool        // since probeAt, without a probe of ours: the controlling side probes first (crossing initiations stall wireguard-go)
-	fellBack      bool        // the direct path was lost to the relay: its first check is a probe
-	iceSince      time.Time   // when the current agent started
-	timer         fsm.TimerID // the resend or path-check timer, re-armed in place
+	relaySince    time.Time // when WireGuard went over the relay path (its check)
+	probed        bool      // the path in use was probed; the check after ProbeTimeout decides
+	// probeAt, when set, is where the path's check counts from: a datagram
+	// from the remote since then proves the path. Set by a probe of ours
+	// (probed), or, without one, while the controlling side probes first
+	// (crossing initiations stall wireguard-go).
+	probeAt  time.Time
+	fellBack bool        // the direct path was lost to the relay: its first check is a probe
+	iceSince time.Time   // when the current agent started
+	timer    fsm.TimerID // the resend or path-check timer, re-armed in place
 }
 
 // rearm replaces the machine's resend/path-check timer.
@@ -198,7 +201,7 @@ var unprobed = &fsm.Guard[*Peer]{Name: "unprobed", Fn: func(m *fsm.Machine[*Peer
 var pathAlive = &fsm.Guard[*Peer]{Name: "path-alive", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
 	p := m.Data
 	last := p.Effects.LastReceive(p.Pair.Remote)
-	if p.probed || p.listening {
+	if !p.probeAt.IsZero() {
 		return heardSince(last, p.probeAt)
 	}
 	alive, _ := PathVerdict(p.Effects.Now(), last, p.directSince, p.pathTimeout())
@@ -256,7 +259,7 @@ func endSession(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	m.Data.RemoteCreds = Credentials{}
 	m.Data.answerPending = false
 	m.Data.pending = nil
-	m.Data.probed, m.Data.listening, m.Data.fellBack = false, false, false
+	m.Data.probed, m.Data.probeAt, m.Data.fellBack = false, time.Time{}, false
 }
 
 func (p *Peer) message(k sigwire.Kind) sigwire.Message {
@@ -395,7 +398,7 @@ func holdDirectPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	}
 	p.release = p.Effects.HoldPath(p.Local, p.Pair.Remote)
 	p.directSince = p.Effects.Now()
-	p.probed, p.listening = false, false
+	p.probed, p.probeAt = false, time.Time{}
 	rearm(m, p.pathTimeout(), EvPathCheck)
 }
 
@@ -435,7 +438,7 @@ func holdRelayedPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 
 func rearmPathCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed, p.listening = false, false
+	p.probed, p.probeAt = false, time.Time{}
 	_, next := PathVerdict(p.Effects.Now(), p.Effects.LastReceive(p.Pair.Remote), p.directSince, p.pathTimeout())
 	rearm(m, next, EvPathCheck)
 }
@@ -461,7 +464,7 @@ func followRoaming(m *fsm.Machine[*Peer], e fsm.Envelope) {
 // ProbeTimeout.
 func probePath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed, p.probeAt, p.listening = true, p.Effects.Now(), false
+	p.probed, p.probeAt = true, p.Effects.Now()
 	p.log(m).Debug("direct path silent: probing it with a handshake", zap.Stringer("endpoint", p.Pair.Remote))
 	p.Effects.Probe(p.Remote)
 	rearm(m, ProbeTimeout, EvPathCheck)

@@ -148,7 +148,7 @@ var fallbackToRelay = &fsm.Guard[*Peer]{Name: "silent-probed-and-relay-ready", F
 var (
 	relayPathAlive = &fsm.Guard[*Peer]{Name: "relay-path-alive", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
 		p := m.Data
-		if p.probed || p.listening {
+		if !p.probeAt.IsZero() {
 			return p.relayInUse(m) && heardSince(p.relayLastReceive(), p.probeAt)
 		}
 		alive, _ := PathVerdict(p.Effects.Now(), p.relayLastReceive(), p.relaySince, p.pathTimeout())
@@ -170,7 +170,7 @@ var (
 // the relay restarted, or the remote did, with the same key), and the
 // direct path is not being probed already.
 var relayReportUnprobed = &fsm.Guard[*Peer]{Name: "relay-report-unprobed", Fn: func(m *fsm.Machine[*Peer], e fsm.Envelope) bool {
-	return !m.Data.probed && !m.Data.listening && relayLostForTarget.Fn(m, e)
+	return m.Data.probeAt.IsZero() && relayLostForTarget.Fn(m, e)
 }}
 
 // remoteBackSignalDown: the relay reports the remote back, but signal is
@@ -429,9 +429,9 @@ func useRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	}
 	p.relayCarried = true
 	p.Attempt = 0
-	p.relaySince, p.probed, p.listening = p.Effects.Now(), false, false
+	p.relaySince, p.probed, p.probeAt = p.Effects.Now(), false, time.Time{}
 	if fellBack {
-		p.probed, p.listening, p.probeAt = probe, !probe, p.relaySince
+		p.probed, p.probeAt = probe, p.relaySince
 		rearm(m, ProbeTimeout, EvPathCheck)
 	} else {
 		rearm(m, p.pathTimeout(), EvPathCheck)
@@ -441,7 +441,7 @@ func useRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 
 func rearmRelayCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed, p.listening = false, false
+	p.probed, p.probeAt = false, time.Time{}
 	_, next := PathVerdict(p.Effects.Now(), p.relayLastReceive(), p.relaySince, p.pathTimeout())
 	rearm(m, next, EvPathCheck)
 }
@@ -450,7 +450,7 @@ func rearmRelayCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 // direct path (probePath), a handshake initiation's response proves it.
 func probeRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed, p.probeAt, p.listening = true, p.Effects.Now(), false
+	p.probed, p.probeAt = true, p.Effects.Now()
 	p.log(m).Debug("relay path silent: probing it with a handshake", zap.String("relay", p.RelayTarget))
 	p.Effects.Probe(p.Remote)
 	rearm(m, ProbeTimeout, EvPathCheck)
@@ -553,7 +553,6 @@ func probeOnRelayReport(m *fsm.Machine[*Peer], e fsm.Envelope) {
 	} else {
 		p.log(m).Debug("the relay reports the remote's connection changed: listening for the controller's probe",
 			zap.String("event", string(e.Event)), zap.Stringer("endpoint", p.Pair.Remote))
-		p.listening = true
 	}
 	rearm(m, ProbeTimeout, EvPathCheck)
 }

@@ -342,14 +342,7 @@ func TestRelayPath(t *testing.T) {
 func TestRelayPathTrafficKeepsIt(t *testing.T) {
 	t0 := time.Now() // the relay path stamps its reads with the wall clock
 	fx := &fakeEffects{now: t0}
-	l := fsm.NewLoop(fsm.Options{})
-	p := &Peer{Own: keyHigh, Remote: keyMid, Effects: fx, SignalUp: true,
-		HomeRelay: func() (string, netip.Addr) { return homeRelay, netip.MustParseAddr("198.18.0.9") }}
-	m, err := Add(l, p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Remove(m.ID())
+	l, p, m := controllingRelayPeer(t, fx)
 	deliver := func(env fsm.Envelope) {
 		env.To = m.ID()
 		l.Deliver(env)
@@ -390,14 +383,7 @@ func TestRelayPathTrafficKeepsIt(t *testing.T) {
 func TestFallbackProbeAnswered(t *testing.T) {
 	t0 := time.Now() // the relay path stamps its reads with the wall clock
 	fx := &fakeEffects{now: t0.Add(-3 * time.Hour)}
-	l := fsm.NewLoop(fsm.Options{})
-	p := &Peer{Own: keyHigh, Remote: keyMid, Effects: fx, SignalUp: true,
-		HomeRelay: func() (string, netip.Addr) { return homeRelay, netip.MustParseAddr("198.18.0.9") }}
-	m, err := Add(l, p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Remove(m.ID())
+	l, p, m := controllingRelayPeer(t, fx)
 	deliver := func(env fsm.Envelope, want fsm.State, effects ...string) {
 		t.Helper()
 		env.To = m.ID()
@@ -762,4 +748,19 @@ func TestNoTURNBesideTheNetBirdRelay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// controllingRelayPeer is a controlling peer with a home relay on a loop
+// of its own, removed when the test ends.
+func controllingRelayPeer(t *testing.T, fx *fakeEffects) (*fsm.Loop, *Peer, *fsm.Machine[*Peer]) {
+	t.Helper()
+	l := fsm.NewLoop(fsm.Options{})
+	p := &Peer{Own: keyHigh, Remote: keyMid, Effects: fx, SignalUp: true,
+		HomeRelay: func() (string, netip.Addr) { return homeRelay, netip.MustParseAddr("198.18.0.9") }}
+	m, err := Add(l, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Remove(m.ID()) })
+	return l, p, m
 }
