@@ -9,8 +9,11 @@ FUZZTIME ?= 1m
 # FUZZMINIMIZE bounds the minimization of each new interesting input (go's default, 60 s, spends most of
 # a 10 s run minimizing the event-sequence targets' inputs: ~6 000 executions instead of ~180 000).
 FUZZMINIMIZE ?= 1000x
+# WIREGUARD_GO_VERSION is the upstream wireguard-go that third_party/wireguard-go is: go.mod's require line
+# (its replace line points at the copy). Evaluated only by `make wireguard-go`.
+WIREGUARD_GO_VERSION = $(shell $(GO) list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
 
-.PHONY: all build test check root-deps test-short bench bench-short bench-full soak iperf scenario docs lint proto demo testnet fuzz tools clean
+.PHONY: all build test check root-deps test-short bench bench-short bench-full soak iperf scenario docs lint proto wireguard-go demo testnet fuzz tools clean
 
 all: build
 
@@ -75,7 +78,7 @@ lint: $(GOBIN)/staticcheck
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOBIN)/staticcheck ./...
-	@bad=$$(grep -rnE 'time\.(Tick|NewTicker|Sleep)\(' --include='*.go' . | grep -v '_test\.go:'); \
+	@bad=$$(grep -rnE 'time\.(Tick|NewTicker|Sleep)\(' --include='*.go' --exclude-dir=third_party . | grep -v '_test\.go:'); \
 	  if [ -n "$$bad" ]; then echo "polling primitive in production code (waiting is a state, time is an event):"; echo "$$bad"; exit 1; fi
 	@echo "lint: ok"
 
@@ -101,6 +104,16 @@ proto:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	./internal/proto/gen.sh
+
+## wireguard-go: regenerate third_party/wireguard-go, upstream $(WIREGUARD_GO_VERSION) without its tests plus third_party/wireguard-go.patch.
+wireguard-go:
+	@src=$$(cd / && GO111MODULE=on $(GO) mod download -json golang.zx2c4.com/wireguard@$(WIREGUARD_GO_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	  test -n "$$src" || { echo "wireguard-go $(WIREGUARD_GO_VERSION) not downloadable"; exit 1; }; \
+	  rm -rf third_party/wireguard-go && cp -r "$$src" third_party/wireguard-go && chmod -R u+w third_party/wireguard-go && \
+	  find third_party/wireguard-go -name '*_test.go' -delete && \
+	  find third_party/wireguard-go -type d -name testdata -prune -exec rm -rf {} + && \
+	  git apply --directory=third_party/wireguard-go third_party/wireguard-go.patch && \
+	  echo "third_party/wireguard-go: $(WIREGUARD_GO_VERSION) + third_party/wireguard-go.patch"
 
 ## demo: nbfsm's main job on the built-in local test network (no root, no network).
 demo:
