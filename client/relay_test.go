@@ -796,6 +796,11 @@ func TestDirectPathLostFallsBackToRelay(t *testing.T) {
 		t.Fatalf("relay carried traffic %v after the loss, bound %v", first.Sub(lostAt), bound)
 	}
 	wantConnection(t, "relayed", a, b)
+	// The relayed path's own check reads the socket's stamp on the relay
+	// bridge: with traffic on it, two more path timeouts pass without a
+	// lost session or a new offer.
+	e.await(t, int(2*pathTimeout/(100*time.Millisecond))+10)
+	wantConnection(t, "relayed", a, b)
 	if got := offers.get(); got != 0 {
 		t.Fatalf("%d offers/answers after the direct path was lost, want none", got)
 	}

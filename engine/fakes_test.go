@@ -72,6 +72,7 @@ func (f *fakePeers) SetPeer(peerfsm.Poster, peerfsm.WGPeer) error         { f.se
 func (f *fakePeers) RemovePeer(wgtypes.Key) error                         { return nil }
 func (f *fakePeers) HoldPath(peerfsm.Credentials, netip.AddrPort) func()  { return func() {} }
 func (f *fakePeers) LastReceive(netip.AddrPort) time.Time                 { return time.Time{} }
+func (f *fakePeers) RelayLastReceive(wgtypes.Key) time.Time               { return time.Time{} }
 func (f *fakePeers) CurrentEndpoint(wgtypes.Key) netip.AddrPort           { return netip.AddrPort{} }
 func (f *fakePeers) Probe(wgtypes.Key)                                    {}
 func (f *fakePeers) Now() time.Time                                       { return time.Now() }

@@ -109,6 +109,9 @@ type Effects interface {
 	HoldPath(local Credentials, remote netip.AddrPort) (release func())
 	// LastReceive is when a datagram last arrived from remote.
 	LastReceive(remote netip.AddrPort) time.Time
+	// RelayLastReceive is when a WireGuard datagram last arrived from k
+	// through its relay bridge (zero if never, or none is live).
+	RelayLastReceive(k wgtypes.Key) time.Time
 	// CurrentEndpoint is WireGuard's endpoint for the peer now (zero if
 	// unknown). WireGuard follows a remote that changes address (NAT
 	// rebinding); a direct path whose pair address fell silent asks it

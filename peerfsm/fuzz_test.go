@@ -79,8 +79,9 @@ var (
 //	3  the a-th cancelled or fired timer fires (late)
 //	4  the a-th worker posts events[b]; if its generation is old, nothing
 //	   may change
-//	5  a seconds pass; b%3: nothing arrives, the remote's pair address
-//	   carries a datagram, WireGuard roamed to an address that does
+//	5  a seconds pass; b%4: nothing arrives, the remote's pair address
+//	   carries a datagram, WireGuard roamed to an address that does, the
+//	   relay bridge carries one
 //	6  the a-th WireGuard configuration so far fails (the worker posts
 //	   EvWGFailed through its reporter: current or late)
 //	7  the next SetPeer fails at once: b%2 a relay bridge, or WireGuard
@@ -130,11 +131,13 @@ func FuzzPeer(f *testing.F) {
 				}
 			case 5:
 				fx.now = fx.now.Add(time.Duration(a) * time.Second)
-				switch b % 3 {
+				switch b % 4 {
 				case 1:
 					fx.lastRecv = fx.now
 				case 2:
 					fx.roamed, fx.roamedRecv = netip.MustParseAddrPort("198.18.0.77:40000"), fx.now
+				case 3:
+					fx.relayRecv = fx.now
 				}
 			case 6:
 				if len(fx.reporters) > 0 {

@@ -200,13 +200,19 @@ var unprobed = &fsm.Guard[*Peer]{Name: "unprobed", Fn: func(m *fsm.Machine[*Peer
 // path timeout: the relay's report on the remote, relay.go).
 var pathAlive = &fsm.Guard[*Peer]{Name: "path-alive", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
 	p := m.Data
-	last := p.Effects.LastReceive(p.Pair.Remote)
+	return p.signOfLife(p.Effects.LastReceive(p.Pair.Remote), p.directSince)
+}}
+
+// signOfLife judges a path by its last receive (zero if never) for the
+// path checks: while a probe is out, something since the probe; else
+// something within a path timeout, the path's start counting as one.
+func (p *Peer) signOfLife(last, since time.Time) bool {
 	if !p.probeAt.IsZero() {
 		return heardSince(last, p.probeAt)
 	}
-	alive, _ := PathVerdict(p.Effects.Now(), last, p.directSince, p.pathTimeout())
+	alive, _ := PathVerdict(p.Effects.Now(), last, since, p.pathTimeout())
 	return alive
-}}
+}
 
 // heardSince: last (a receive time, zero if never) is at or after t.
 func heardSince(last, t time.Time) bool { return !last.IsZero() && !last.Before(t) }
@@ -411,7 +417,7 @@ func holdDirectPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 // throw the fresh session away).
 func initiateIfSilent(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	if last := p.Effects.LastReceive(p.Pair.Remote); !last.IsZero() && !last.Before(p.iceSince) {
+	if heardSince(p.Effects.LastReceive(p.Pair.Remote), p.iceSince) {
 		return
 	}
 	p.log(m).Debug("no handshake from the controlling side: initiating", zap.Stringer("endpoint", p.Pair.Remote))

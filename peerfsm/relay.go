@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -57,31 +56,19 @@ const EvRelayUp fsm.Event = "relay-up"
 type relayPath struct {
 	net.Conn
 	controlled bool
-	last       atomic.Int64 // unix ns of the last datagram read from the remote
 }
 
 // Controlled implements the workers' check for a controlled relay.
 func (r *relayPath) Controlled() bool { return r.controlled }
 
-// Read is the shared socket's relay reader's: what arrives from the
-// remote over the relay is its sign of life (the relayed path's check).
-func (r *relayPath) Read(b []byte) (int, error) {
-	n, err := r.Conn.Read(b)
-	if n > 0 {
-		r.last.Store(time.Now().UnixNano())
-	}
-	return n, err
-}
-
-// relayLastReceive is when the relay path last carried a datagram from
-// the remote (zero if never, or no path).
+// relayLastReceive is when the relay path last carried a WireGuard
+// datagram from the remote (zero if never, or no path): the shared
+// socket's stamp on the peer's relay endpoint, as for a direct address.
 func (p *Peer) relayLastReceive() time.Time {
-	if rp, ok := p.relayPath.(*relayPath); ok {
-		if ns := rp.last.Load(); ns != 0 {
-			return time.Unix(0, ns)
-		}
+	if p.relayPath == nil {
+		return time.Time{}
 	}
-	return time.Time{}
+	return p.Effects.RelayLastReceive(p.Remote)
 }
 
 // home is the home relay's instance address and IP while the relay link is
@@ -148,11 +135,7 @@ var fallbackToRelay = &fsm.Guard[*Peer]{Name: "silent-probed-and-relay-ready", F
 var (
 	relayPathAlive = &fsm.Guard[*Peer]{Name: "relay-path-alive", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
 		p := m.Data
-		if !p.probeAt.IsZero() {
-			return p.relayInUse(m) && heardSince(p.relayLastReceive(), p.probeAt)
-		}
-		alive, _ := PathVerdict(p.Effects.Now(), p.relayLastReceive(), p.relaySince, p.pathTimeout())
-		return p.relayInUse(m) && alive
+		return p.relayInUse(m) && p.signOfLife(p.relayLastReceive(), p.relaySince)
 	}}
 	relayPathUnprobed = &fsm.Guard[*Peer]{Name: "relay-path-unprobed", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
 		return m.Data.relayInUse(m) && !m.Data.probed

@@ -340,26 +340,20 @@ func TestRelayPath(t *testing.T) {
 // A relayed path that carries the remote's datagrams stays: its check
 // re-arms for a path timeout after the last one, probes nothing.
 func TestRelayPathTrafficKeepsIt(t *testing.T) {
-	t0 := time.Now() // the relay path stamps its reads with the wall clock
+	t0 := time.Unix(1_800_000_000, 0)
 	fx := &fakeEffects{now: t0}
-	l, p, m := controllingRelayPeer(t, fx)
+	l, _, m := controllingRelayPeer(t, fx)
 	deliver := func(env fsm.Envelope) {
 		env.To = m.ID()
 		l.Deliver(env)
 	}
 	deliver(relayOffer("", farRelay))
-	deliver(fsm.Envelope{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: datagramOpener{}}})
-	rp, ok := m.Data.relayPath.(*relayPath)
-	if m.State() != RelayOnlyRelayed || !ok {
+	deliver(fsm.Envelope{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: fakeOpener{fx}}})
+	if _, ok := m.Data.relayPath.(*relayPath); m.State() != RelayOnlyRelayed || !ok {
 		t.Fatalf("state %s, path %T: want relayed over a relay path", m.State(), m.Data.relayPath)
 	}
-	if n, err := rp.Read(make([]byte, 64)); n == 0 || err != nil {
-		t.Fatalf("read %d, %v", n, err)
-	}
-	last := p.relayLastReceive()
-	if last.Before(t0) {
-		t.Fatalf("last receive %v, before the path opened %v", last, t0)
-	}
+	last := t0.Add(time.Second)
+	fx.relayRecv = last // a datagram over the relay bridge
 	fx.Take()
 	for _, d := range []time.Duration{PathTimeout / 2, PathTimeout - time.Second} {
 		fx.now = last.Add(d)
@@ -379,57 +373,47 @@ func TestRelayPathTrafficKeepsIt(t *testing.T) {
 }
 
 // A fallback probes the relay at once; a datagram over the relay since
-// the probe keeps the path, and its next check is a path timeout away.
+// the probe keeps the path (its next check a path timeout away), one from
+// before the probe does not.
 func TestFallbackProbeAnswered(t *testing.T) {
-	t0 := time.Now() // the relay path stamps its reads with the wall clock
-	fx := &fakeEffects{now: t0.Add(-3 * time.Hour)}
-	l, p, m := controllingRelayPeer(t, fx)
-	deliver := func(env fsm.Envelope, want fsm.State, effects ...string) {
-		t.Helper()
-		env.To = m.ID()
-		l.Deliver(env)
-		if got := fx.Take(); m.State() != want || !slices.Equal(got, effects) {
-			t.Fatalf("%s: state %s, effects %q; want %s, %q", env.Event, m.State(), got, want, effects)
-		}
+	for _, tt := range []struct {
+		name    string
+		answer  time.Duration // relay stamp relative to the probe
+		want    fsm.State
+		effects []string
+	}{
+		{"answered", time.Second, OverRelay, nil},
+		{"stamp before the probe", -time.Second, Backoff, []string{"RemovePeer"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t0 := time.Unix(1_800_000_000, 0)
+			fx := &fakeEffects{now: t0}
+			l, p, m := controllingRelayPeer(t, fx)
+			deliver := func(env fsm.Envelope, want fsm.State, effects ...string) {
+				t.Helper()
+				env.To = m.ID()
+				l.Deliver(env)
+				if got := fx.Take(); m.State() != want || !slices.Equal(got, effects) {
+					t.Fatalf("%s: state %s, effects %q; want %s, %q", env.Event, m.State(), got, want, effects)
+				}
+			}
+			deliver(e(EvUnpark), Offering, "Send offer L1")
+			deliver(relayAnswer("R1", farRelay), Checking, "SetPeer", "StartICE L1/R1 controlling=true pending=0")
+			deliver(fsm.Envelope{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: fakeOpener{fx}}}, OverRelay,
+				"OpenRelayPath", "SetPeer relay")
+			deliver(e(EvICEConnected, direct), Direct, "SetPeer 198.18.0.2:51820", "StopICE", "HoldPath")
+			fx.now = t0.Add(2 * time.Hour)
+			deliver(e(EvPathCheck), Direct, "Probe")
+			deliver(e(EvPathCheck), OverRelay, "ReleasePath", "SetPeer relay probe")
+			probe := fx.now
+			fx.relayRecv = probe.Add(tt.answer)
+			fx.now = probe.Add(ProbeTimeout)
+			deliver(e(EvPathCheck), tt.want, tt.effects...)
+			if tt.want == OverRelay && p.probed {
+				t.Fatal("still probing after the relay answered")
+			}
+		})
 	}
-	deliver(e(EvUnpark), Offering, "Send offer L1")
-	deliver(relayAnswer("R1", farRelay), Checking, "SetPeer", "StartICE L1/R1 controlling=true pending=0")
-	deliver(fsm.Envelope{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: datagramOpener{}}}, OverRelay,
-		"SetPeer relay")
-	deliver(e(EvICEConnected, direct), Direct, "SetPeer 198.18.0.2:51820", "StopICE", "HoldPath")
-	fx.now = t0.Add(-time.Hour)
-	deliver(e(EvPathCheck), Direct, "Probe")
-	deliver(e(EvPathCheck), OverRelay, "ReleasePath", "SetPeer relay probe")
-	rp, ok := m.Data.relayPath.(*relayPath)
-	if !ok {
-		t.Fatalf("path %T, want a relay path", m.Data.relayPath)
-	}
-	if n, err := rp.Read(make([]byte, 64)); n == 0 || err != nil {
-		t.Fatalf("read %d, %v", n, err)
-	}
-	fx.now = time.Now()
-	deliver(e(EvPathCheck), OverRelay)
-	if p.probed {
-		t.Fatal("still probing after the relay answered")
-	}
-}
-
-// datagramOpener opens relay paths whose first read returns one datagram.
-type datagramOpener struct{}
-
-func (datagramOpener) Open(relay.PeerID) (net.Conn, error) { return &datagramConn{}, nil }
-
-type datagramConn struct {
-	fakeNetConn
-	read bool
-}
-
-func (c *datagramConn) Read(b []byte) (int, error) {
-	if c.read {
-		return 0, net.ErrClosed
-	}
-	c.read = true
-	return copy(b, make([]byte, 32)), nil
 }
 
 // Offers and answers carry the home relay's address and IP; ForceRelay

@@ -26,6 +26,8 @@ type fakeEffects struct {
 	n        int
 	now      time.Time
 	lastRecv time.Time
+	// relayRecv is the socket's stamp on the relay bridge.
+	relayRecv time.Time
 	// roamed is WireGuard's endpoint after the remote changed address,
 	// roamedRecv the last receive from it.
 	roamed     netip.AddrPort
@@ -103,6 +105,7 @@ func (f *fakeEffects) LastReceive(a netip.AddrPort) time.Time {
 	}
 	return f.lastRecv
 }
+func (f *fakeEffects) RelayLastReceive(wgtypes.Key) time.Time     { return f.relayRecv }
 func (f *fakeEffects) CurrentEndpoint(wgtypes.Key) netip.AddrPort { return f.roamed }
 func (f *fakeEffects) Probe(wgtypes.Key)                          { f.Record("Probe") }
 func (f *fakeEffects) Now() time.Time                             { return f.now }

@@ -84,7 +84,7 @@ var _ Effects = (*Workers)(nil)
 // through a relayed ICE connection.
 type relayLink struct {
 	conn net.Conn
-	ep   netip.AddrPort
+	ep   *sharedsock.Endpoint
 	stop func()
 }
 
@@ -352,6 +352,18 @@ func (w *Workers) LastReceive(remote netip.AddrPort) time.Time {
 	return w.Socket.LastReceive(remote)
 }
 
+// RelayLastReceive is when the socket last stamped a WireGuard datagram
+// from k's relay bridge (zero if it has none).
+func (w *Workers) RelayLastReceive(k wgtypes.Key) time.Time {
+	w.live.Lock()
+	r := w.live.relays[k]
+	w.live.Unlock()
+	if r == nil {
+		return time.Time{}
+	}
+	return r.ep.LastReceive()
+}
+
 // CurrentEndpoint is WireGuard's endpoint for k now (it follows roaming).
 // It reads every peer's state, so the machine asks only when a direct
 // pair's address has been silent for a whole path timeout.
@@ -422,7 +434,7 @@ func (w *Workers) relayEndpoint(peer wgtypes.Key, c net.Conn) (netip.AddrPort, e
 	}
 	if r := w.live.relays[peer]; r != nil && r.conn == c {
 		w.live.Unlock()
-		return r.ep, nil
+		return r.ep.AddrPort(), nil
 	}
 	w.live.Unlock()
 	ep, stop, err := w.Socket.RelayEndpoint(peer, c)
@@ -431,7 +443,7 @@ func (w *Workers) relayEndpoint(peer wgtypes.Key, c net.Conn) (netip.AddrPort, e
 	}
 	w.live.Lock()
 	old := w.live.relays[peer]
-	w.live.relays[peer] = &relayLink{conn: c, ep: ep.AddrPort(), stop: stop}
+	w.live.relays[peer] = &relayLink{conn: c, ep: ep, stop: stop}
 	w.live.Unlock()
 	if old != nil {
 		old.stop() // already stopped by the socket; drops our reference

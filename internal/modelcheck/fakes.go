@@ -234,6 +234,7 @@ func (f *peersFake) rep(k wgtypes.Key, newest bool) peerfsm.Poster {
 }
 func (f *peersFake) HoldPath(peerfsm.Credentials, netip.AddrPort) func() { return func() {} }
 func (f *peersFake) LastReceive(a netip.AddrPort) time.Time              { return f.recv[a] }
+func (f *peersFake) RelayLastReceive(wgtypes.Key) time.Time              { return time.Time{} } // the model opens no relay bridge
 func (f *peersFake) CurrentEndpoint(wgtypes.Key) netip.AddrPort          { return netip.AddrPort{} }
 func (f *peersFake) Probe(wgtypes.Key)                                   {} // the model's remote answers nothing: recv says what arrives
 func (f *peersFake) Now() time.Time                                      { return f.c.now }
