@@ -25,6 +25,7 @@ build:
 ## devices in network namespaces run too; they need iproute2 and ping, installed here if missing.
 test: root-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
+	cd third_party/wireguard-go && $(GO) test -race -count=1 ./ratelimiter/
 
 ## check: the model check of the composed engine for minutes (make test runs a few seconds of it).
 CHECKTIME ?= 5m
@@ -105,13 +106,15 @@ proto:
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	./internal/proto/gen.sh
 
-## wireguard-go: regenerate third_party/wireguard-go, upstream $(WIREGUARD_GO_VERSION) without its tests plus third_party/wireguard-go.patch.
+## wireguard-go: regenerate third_party/wireguard-go, upstream $(WIREGUARD_GO_VERSION) without its tests and Windows-only code, plus third_party/wireguard-go.patch.
 wireguard-go:
 	@src=$$(cd / && GO111MODULE=on $(GO) mod download -json golang.zx2c4.com/wireguard@$(WIREGUARD_GO_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
 	  test -n "$$src" || { echo "wireguard-go $(WIREGUARD_GO_VERSION) not downloadable"; exit 1; }; \
 	  rm -rf third_party/wireguard-go && cp -r "$$src" third_party/wireguard-go && chmod -R u+w third_party/wireguard-go && \
 	  find third_party/wireguard-go -name '*_test.go' -delete && \
 	  find third_party/wireguard-go -type d -name testdata -prune -exec rm -rf {} + && \
+	  find third_party/wireguard-go -name '*_windows.go' -delete && \
+	  rm -rf third_party/wireguard-go/ipc/namedpipe third_party/wireguard-go/conn/winrio && \
 	  git apply --directory=third_party/wireguard-go third_party/wireguard-go.patch && \
 	  echo "third_party/wireguard-go: $(WIREGUARD_GO_VERSION) + third_party/wireguard-go.patch"
 

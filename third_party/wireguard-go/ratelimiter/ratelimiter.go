@@ -29,17 +29,20 @@ type Ratelimiter struct {
 	mu      sync.RWMutex
 	timeNow func() time.Time
 
-	stopReset chan struct{} // send to reset, close to stop
-	table     map[netip.Addr]*RatelimiterEntry
+	// nbfsm: garbage collection is a timer armed for the next entry's
+	// expiry while the table has entries, not a ticker every second.
+	gc     *time.Timer // nil while the table is empty or closed
+	gen    uint64      // bumped by Init and Close: an older timer's fire is stale
+	closed bool
+	table  map[netip.Addr]*RatelimiterEntry
 }
 
 func (rate *Ratelimiter) Close() {
 	rate.mu.Lock()
 	defer rate.mu.Unlock()
 
-	if rate.stopReset != nil {
-		close(rate.stopReset)
-	}
+	rate.closed = true
+	rate.disarmLocked()
 }
 
 func (rate *Ratelimiter) Init() {
@@ -50,49 +53,69 @@ func (rate *Ratelimiter) Init() {
 		rate.timeNow = time.Now
 	}
 
-	// stop any ongoing garbage collection routine
-	if rate.stopReset != nil {
-		close(rate.stopReset)
-	}
-
-	rate.stopReset = make(chan struct{})
+	// stop any ongoing garbage collection
+	rate.disarmLocked()
+	rate.closed = false
 	rate.table = make(map[netip.Addr]*RatelimiterEntry)
+}
 
-	stopReset := rate.stopReset // store in case Init is called again.
+// disarmLocked stops the garbage collection timer; one already firing
+// finds its generation stale. Caller holds rate.mu.
+func (rate *Ratelimiter) disarmLocked() {
+	rate.gen++
+	if rate.gc != nil {
+		rate.gc.Stop()
+		rate.gc = nil
+	}
+}
 
-	// Start garbage collection routine.
-	go func() {
-		ticker := time.NewTicker(time.Second)
-		ticker.Stop()
-		for {
-			select {
-			case _, ok := <-stopReset:
-				ticker.Stop()
-				if !ok {
-					return
-				}
-				ticker = time.NewTicker(time.Second)
-			case <-ticker.C:
-				if rate.cleanup() {
-					ticker.Stop()
-				}
-			}
+// armLocked starts garbage collection for the table's first entry.
+// Caller holds rate.mu.
+func (rate *Ratelimiter) armLocked() {
+	if rate.gc != nil || rate.closed {
+		return
+	}
+	gen := rate.gen
+	rate.gc = time.AfterFunc(garbageCollectTime, func() {
+		rate.mu.Lock()
+		defer rate.mu.Unlock()
+		if rate.gen == gen {
+			rate.cleanupLocked()
 		}
-	}()
+	})
 }
 
 func (rate *Ratelimiter) cleanup() (empty bool) {
 	rate.mu.Lock()
 	defer rate.mu.Unlock()
 
+	return rate.cleanupLocked()
+}
+
+// cleanupLocked removes the entries idle for garbageCollectTime and
+// re-arms the timer for the next one's expiry (disarmed once the table is
+// empty). Caller holds rate.mu.
+func (rate *Ratelimiter) cleanupLocked() (empty bool) {
+	now := rate.timeNow()
+	next := time.Duration(-1)
 	for key, entry := range rate.table {
 		entry.mu.Lock()
-		if rate.timeNow().Sub(entry.lastTime) > garbageCollectTime {
+		if idle := now.Sub(entry.lastTime); idle >= garbageCollectTime {
 			delete(rate.table, key)
+		} else if left := garbageCollectTime - idle; next < 0 || left < next {
+			next = left
 		}
 		entry.mu.Unlock()
 	}
 
+	if rate.gc != nil {
+		if next < 0 {
+			rate.gc.Stop()
+			rate.gc = nil
+		} else {
+			rate.gc.Reset(next)
+		}
+	}
 	return len(rate.table) == 0
 }
 
@@ -110,9 +133,7 @@ func (rate *Ratelimiter) Allow(ip netip.Addr) bool {
 		entry.lastTime = rate.timeNow()
 		rate.mu.Lock()
 		rate.table[ip] = entry
-		if len(rate.table) == 1 {
-			rate.stopReset <- struct{}{}
-		}
+		rate.armLocked()
 		rate.mu.Unlock()
 		return true
 	}
