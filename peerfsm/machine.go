@@ -265,7 +265,8 @@ func endSession(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	m.Data.RemoteCreds = Credentials{}
 	m.Data.answerPending = false
 	m.Data.pending = nil
-	m.Data.probed, m.Data.probeAt, m.Data.fellBack = false, time.Time{}, false
+	m.Data.endProbe()
+	m.Data.fellBack = false
 }
 
 func (p *Peer) message(k sigwire.Kind) sigwire.Message {
@@ -404,7 +405,7 @@ func holdDirectPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	}
 	p.release = p.Effects.HoldPath(p.Local, p.Pair.Remote)
 	p.directSince = p.Effects.Now()
-	p.probed, p.probeAt = false, time.Time{}
+	p.endProbe()
 	rearm(m, p.pathTimeout(), EvPathCheck)
 }
 
@@ -444,7 +445,7 @@ func holdRelayedPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 
 func rearmPathCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed, p.probeAt = false, time.Time{}
+	p.endProbe()
 	_, next := PathVerdict(p.Effects.Now(), p.Effects.LastReceive(p.Pair.Remote), p.directSince, p.pathTimeout())
 	rearm(m, next, EvPathCheck)
 }
@@ -470,11 +471,22 @@ func followRoaming(m *fsm.Machine[*Peer], e fsm.Envelope) {
 // ProbeTimeout.
 func probePath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed, p.probeAt = true, p.Effects.Now()
 	p.log(m).Debug("direct path silent: probing it with a handshake", zap.Stringer("endpoint", p.Pair.Remote))
 	p.Effects.Probe(p.Remote)
+	beginProbe(m, true)
+}
+
+// beginProbe starts judging the path in use by what comes from now on,
+// with its check ProbeTimeout away; sent tells whether this side sent
+// the probe (if not, it listens for the remote's).
+func beginProbe(m *fsm.Machine[*Peer], sent bool) {
+	p := m.Data
+	p.probed, p.probeAt = sent, p.Effects.Now()
 	rearm(m, ProbeTimeout, EvPathCheck)
 }
+
+// endProbe: the path's check counts a path timeout again.
+func (p *Peer) endProbe() { p.probed, p.probeAt = false, time.Time{} }
 
 func pathLost(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	m.Data.LastErr = "no traffic from the remote for " + m.Data.pathTimeout().String()

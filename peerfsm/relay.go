@@ -412,11 +412,11 @@ func useRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	}
 	p.relayCarried = true
 	p.Attempt = 0
-	p.relaySince, p.probed, p.probeAt = p.Effects.Now(), false, time.Time{}
+	p.relaySince = p.Effects.Now()
 	if fellBack {
-		p.probed, p.probeAt = probe, p.relaySince
-		rearm(m, ProbeTimeout, EvPathCheck)
+		beginProbe(m, probe)
 	} else {
+		p.endProbe()
 		rearm(m, p.pathTimeout(), EvPathCheck)
 	}
 	p.log(m).Info("peer connected over the relay", zap.String("relay", p.RelayTarget), zap.Bool("fallback", fellBack))
@@ -424,7 +424,7 @@ func useRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 
 func rearmRelayCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed, p.probeAt = false, time.Time{}
+	p.endProbe()
 	_, next := PathVerdict(p.Effects.Now(), p.relayLastReceive(), p.relaySince, p.pathTimeout())
 	rearm(m, next, EvPathCheck)
 }
@@ -433,10 +433,9 @@ func rearmRelayCheck(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 // direct path (probePath), a handshake initiation's response proves it.
 func probeRelayPath(m *fsm.Machine[*Peer], _ fsm.Envelope) {
 	p := m.Data
-	p.probed, p.probeAt = true, p.Effects.Now()
 	p.log(m).Debug("relay path silent: probing it with a handshake", zap.String("relay", p.RelayTarget))
 	p.Effects.Probe(p.Remote)
-	rearm(m, ProbeTimeout, EvPathCheck)
+	beginProbe(m, true)
 }
 
 func relayPathLost(m *fsm.Machine[*Peer], _ fsm.Envelope) {
@@ -527,17 +526,16 @@ func relayFailed(m *fsm.Machine[*Peer], e fsm.Envelope) {
 // the one gone).
 func probeOnRelayReport(m *fsm.Machine[*Peer], e fsm.Envelope) {
 	p := m.Data
-	p.probeAt = p.Effects.Now()
-	if Controlling(p.Own, p.Remote) {
+	controlling := Controlling(p.Own, p.Remote)
+	if controlling {
 		p.log(m).Debug("the relay reports the remote's connection changed: probing the direct path",
 			zap.String("event", string(e.Event)), zap.Stringer("endpoint", p.Pair.Remote))
-		p.probed = true
 		p.Effects.Probe(p.Remote)
 	} else {
 		p.log(m).Debug("the relay reports the remote's connection changed: listening for the controller's probe",
 			zap.String("event", string(e.Event)), zap.Stringer("endpoint", p.Pair.Remote))
 	}
-	rearm(m, ProbeTimeout, EvPathCheck)
+	beginProbe(m, controlling)
 }
 
 // stopAgent: ICE failed while the relay carries WireGuard: the agent goes,

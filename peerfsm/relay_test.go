@@ -531,14 +531,7 @@ func TestControllerSendsItsRelayLate(t *testing.T) {
 // gives it back, and the new session acquires afresh.
 func TestRemoteOfflineHoldsOnlyTheWatch(t *testing.T) {
 	fx := &fakeEffects{now: time.Unix(1000, 0)}
-	l := fsm.NewLoop(fsm.Options{})
-	p := &Peer{Own: keyHigh, Remote: keyMid, Effects: fx, SignalUp: true,
-		HomeRelay: func() (string, netip.Addr) { return homeRelay, netip.MustParseAddr("198.18.0.9") }}
-	m, err := Add(l, p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Remove(m.ID())
+	l, p, m := controllingRelayPeer(t, fx)
 	for _, env := range []fsm.Envelope{relayOffer("", farRelay),
 		{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: homeRelay, Conn: fakeOpener{fx}}},
 		{Event: relayuse.EvRemoteOffline, Data: homeRelay}} {
