@@ -166,6 +166,7 @@ func (b *bind) receiveSocket(gen uint64) conn.ReceiveFunc {
 		if s.gro {
 			readAt = n - groReadSlots(n)
 		}
+		failed := 0 // transient read errors since the last datagram
 		for {
 			for i := range n {
 				msgs[i].Buffers[0] = packets[i]
@@ -176,12 +177,16 @@ func (b *bind) receiveSocket(gen uint64) conn.ReceiveFunc {
 			if err != nil && isTimeout(err) && !b.leaving(gen) {
 				continue // a stale kick; the kicker resets the deadline
 			}
+			if err != nil && !isTimeout(err) && !errors.Is(err, net.ErrClosed) {
+				if s.readFailed(err, &failed) {
+					continue // the kernel reported one error; the next read blocks
+				}
+				b.leaveRead()
+				return 0, &readError{err: err}
+			}
 			b.leaveRead()
 			if err != nil {
-				if isTimeout(err) || errors.Is(err, net.ErrClosed) {
-					return 0, net.ErrClosed
-				}
-				return 0, fmt.Errorf("sharedsock: read: %w", err)
+				return 0, net.ErrClosed
 			}
 			if s.gro {
 				read := got

@@ -17,6 +17,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/nbfsm/nbfsm/internal/pionlog"
+	"github.com/nbfsm/nbfsm/internal/ratelog"
 )
 
 // Stats are the socket's counters since Listen.
@@ -30,11 +31,13 @@ type Stats struct {
 	Dropped      uint64 // junk datagrams, WireGuard while the Bind was down, mux overflow, bad STUN
 	RelayIn      uint64 // WireGuard datagrams received through relay endpoints
 	RelayOut     uint64 // WireGuard datagrams sent through relay endpoints
+	ReadErrors   uint64 // socket reads that failed (readerr.go)
 }
 
 type counters struct {
 	wgIn, wgOut, stunIn, stunOut, responded, punches, dropped, relayIn, relayOut atomic.Uint64
 	coalesced                                                                    atomic.Uint64 // received buffers that held more than one datagram (UDP GRO)
+	readErrors                                                                   atomic.Uint64
 }
 
 // batchConn is what ipv4.PacketConn and ipv6.PacketConn share (their
@@ -61,6 +64,7 @@ type Socket struct {
 	relays  *relayTable
 	stats   counters
 	bind    *bind
+	badRead *ratelog.Limiter
 	fault   atomic.Pointer[func(netip.AddrPort) bool] // tests only: fault.go
 
 	// rd guards which goroutine reads the socket: wireguard-go through the
@@ -112,6 +116,7 @@ func Listen(addr netip.AddrPort, log *zap.Logger) (*Socket, error) {
 		closing: make(chan struct{}),
 		gro:     enableGRO(udp),
 	}
+	s.badRead = ratelog.New(s.log)
 	if network == "udp6" {
 		s.batch = ipv6.NewPacketConn(udp)
 	} else {
@@ -162,6 +167,7 @@ func (s *Socket) Stats() Stats {
 		STUNIn: c.stunIn.Load(), STUNOut: c.stunOut.Load(), Responded: c.responded.Load(),
 		Punches: c.punches.Load(), Dropped: c.dropped.Load(),
 		RelayIn: c.relayIn.Load(), RelayOut: c.relayOut.Load(),
+		ReadErrors: c.readErrors.Load(),
 	}
 }
 
@@ -223,8 +229,12 @@ func (s *Socket) standbyLoop() {
 	}()
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, groOOBSize)
+	failed := 0 // transient read errors since the last datagram
 	for {
 		n, oobn, _, from, err := s.udp.ReadMsgUDPAddrPort(buf, oob)
+		if err == nil {
+			failed = 0
+		}
 		if err != nil {
 			if isTimeout(err) {
 				s.rd.Lock()
@@ -235,8 +245,8 @@ func (s *Socket) standbyLoop() {
 				}
 				continue
 			}
-			if !errors.Is(err, net.ErrClosed) {
-				s.log.Warn("unexpected read error", zap.Error(err))
+			if !errors.Is(err, net.ErrClosed) && s.readFailed(err, &failed) {
+				continue
 			}
 			return
 		}
