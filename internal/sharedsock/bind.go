@@ -179,7 +179,7 @@ func (b *bind) receiveSocket(gen uint64) conn.ReceiveFunc {
 			}
 			if err != nil && !isTimeout(err) && !errors.Is(err, net.ErrClosed) {
 				if s.readFailed(err, &failed) {
-					continue // the kernel reported one error; the next read blocks
+					continue // a transient error: read again
 				}
 				b.leaveRead()
 				return 0, &readError{err: err}

@@ -13,14 +13,15 @@ import (
 // means the error is not transient.
 const maxReadErrors = 16
 
-// transientRead reports whether a failed socket read is one the next read
-// may not repeat: an ICMP error the kernel queued on the socket, or memory
-// or buffer pressure.
+// transientErrnos are the read errors the next read may not repeat: an
+// ICMP error the kernel queued on the socket, or memory or buffer pressure.
+var transientErrnos = []syscall.Errno{
+	syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
+	syscall.ENOBUFS, syscall.ENOMEM, syscall.EINTR,
+}
+
 func transientRead(err error) bool {
-	for _, errno := range []syscall.Errno{
-		syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
-		syscall.ENOBUFS, syscall.ENOMEM, syscall.EINTR,
-	} {
+	for _, errno := range transientErrnos {
 		if errors.Is(err, errno) {
 			return true
 		}
@@ -29,9 +30,10 @@ func transientRead(err error) bool {
 }
 
 // readFailed counts a failed socket read (by wireguard-go's receive
-// function or the standby reader) and decides what the reader does: true, read again at once (a transient error, fewer
-// than maxReadErrors in a row); false, give up. Every error is counted in
-// Stats.ReadErrors and logged, at most one line per reason per ratelog.Every.
+// function or the standby reader) and decides what the reader does: true,
+// read again at once (a transient error, fewer than maxReadErrors in a
+// row); false, give up. Every error is counted in Stats.ReadErrors; the
+// transient ones are logged at most once per ratelog.Every.
 func (s *Socket) readFailed(err error, failed *int) bool {
 	s.stats.readErrors.Add(1)
 	if transientRead(err) && *failed < maxReadErrors {

@@ -232,9 +232,6 @@ func (s *Socket) standbyLoop() {
 	failed := 0 // transient read errors since the last datagram
 	for {
 		n, oobn, _, from, err := s.udp.ReadMsgUDPAddrPort(buf, oob)
-		if err == nil {
-			failed = 0
-		}
 		if err != nil {
 			if isTimeout(err) {
 				s.rd.Lock()
@@ -250,6 +247,7 @@ func (s *Socket) standbyLoop() {
 			}
 			return
 		}
+		failed = 0
 		from = canonical(from)
 		if s.faulty(from) {
 			continue
