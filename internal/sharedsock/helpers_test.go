@@ -142,16 +142,34 @@ func (d *fakeDevice) next(t *testing.T) received {
 	}
 }
 
-// readMux reads one datagram from a pion muxed conn.
+// readMux reads one datagram from a pion muxed conn. pion's muxed conns
+// ignore read deadlines, so the wait is bounded here: on the deadline the
+// conn is closed, which ends the read, and the test fails.
 func readMux(t *testing.T, pc net.PacketConn) ([]byte, net.Addr) {
 	t.Helper()
-	_ = pc.SetReadDeadline(time.Now().Add(deadline))
-	buf := make([]byte, 1500)
-	n, from, err := pc.ReadFrom(buf)
-	if err != nil {
-		t.Fatalf("mux read: %v", err)
+	type read struct {
+		b    []byte
+		from net.Addr
+		err  error
 	}
-	return buf[:n], from
+	done := make(chan read, 1)
+	go func() {
+		buf := make([]byte, 1500)
+		n, from, err := pc.ReadFrom(buf)
+		done <- read{buf[:n], from, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("mux read: %v", r.err)
+		}
+		return r.b, r.from
+	case <-time.After(deadline):
+		_ = pc.Close()
+		<-done
+		t.Fatal("timed out waiting for a datagram on the mux")
+		return nil, nil
+	}
 }
 
 func send(t *testing.T, c *net.UDPConn, to netip.AddrPort, b []byte) {

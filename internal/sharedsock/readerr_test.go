@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.zx2c4.com/wireguard/conn"
@@ -90,5 +92,94 @@ func TestBindReadErrors(t *testing.T) {
 				t.Fatalf("err = %v reads as closed: wireguard-go would not log it", err)
 			}
 		})
+	}
+}
+
+// erringMsgConn fails the first standby reads with errs, then reads the
+// real socket.
+type erringMsgConn struct {
+	msgConn
+	errs []syscall.Errno
+}
+
+func (c *erringMsgConn) ReadMsgUDPAddrPort(b, oob []byte) (int, int, int, netip.AddrPort, error) {
+	if len(c.errs) > 0 {
+		errno := c.errs[0]
+		c.errs = c.errs[1:]
+		return 0, 0, 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvmsg", errno)}
+	}
+	return c.msgConn.ReadMsgUDPAddrPort(b, oob)
+}
+
+// The standby reader (STUN while the Bind is closed) decides a failed read
+// the same way: after transient errors it goes on serving STUN; a permanent
+// error, or one transient error too many, ends it, and the next Open and
+// Close of the Bind start it again.
+func TestStandbyReadErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		errs  []syscall.Errno
+		fatal bool
+	}{
+		{"icmp and pressure", []syscall.Errno{syscall.ECONNREFUSED, syscall.ENOBUFS, syscall.EINTR}, false},
+		{"as many as allowed", repeat(syscall.EHOSTUNREACH, maxReadErrors), false},
+		{"one too many", repeat(syscall.ENOMEM, maxReadErrors+1), true},
+		{"bad descriptor", []syscall.Errno{syscall.EBADF}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := listen(t)
+			b := s.Bind()
+			if _, _, err := b.Open(0); err != nil { // stops the standby reader
+				t.Fatal(err)
+			}
+			s.msg = &erringMsgConn{msgConn: s.udp, errs: tt.errs}
+			if err := b.Close(); err != nil { // starts it again, on the erring reads
+				t.Fatal(err)
+			}
+			muxed, err := s.UDPMux().GetConn("abcd", net.UDPAddrFromAddrPort(s.LocalAddr()))
+			if err != nil {
+				t.Fatalf("GetConn: %v", err)
+			}
+			defer muxed.Close()
+			c := client(t)
+			req := stunRequest(t, "abcd:efgh", "pwd").Raw
+			if tt.fatal {
+				waitStandbyStopped(t, s)
+				// Reopening the Bind is what brings the reader back.
+				if _, _, err := b.Open(0); err != nil {
+					t.Fatal(err)
+				}
+				s.msg = s.udp
+				if err := b.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			send(t, c, s.LocalAddr(), req)
+			if got, _ := readMux(t, muxed); !bytes.Equal(got, req) {
+				t.Errorf("mux got %x, want the STUN request", got)
+			}
+			if got := s.Stats().ReadErrors; got != uint64(len(tt.errs)) {
+				t.Errorf("ReadErrors = %d, want %d", got, len(tt.errs))
+			}
+		})
+	}
+}
+
+// waitStandbyStopped waits for the standby reader goroutine to end.
+func waitStandbyStopped(t *testing.T, s *Socket) {
+	t.Helper()
+	stopped := make(chan struct{})
+	go func() {
+		s.rd.Lock()
+		for s.rd.standby {
+			s.rd.cond.Wait()
+		}
+		s.rd.Unlock()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(deadline):
+		t.Fatal("the standby reader did not stop on a permanent read error")
 	}
 }

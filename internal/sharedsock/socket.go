@@ -47,11 +47,18 @@ type batchConn interface {
 	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
+// msgConn is the one-datagram read the standby reader does (*net.UDPConn);
+// tests swap it to inject read errors.
+type msgConn interface {
+	ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip.AddrPort, err error)
+}
+
 // Socket owns the one UDP socket shared by WireGuard and ICE.
 type Socket struct {
 	log   *zap.Logger
 	udp   *net.UDPConn
 	batch batchConn   // recvmmsg/sendmmsg on udp
+	msg   msgConn     // recvmsg on udp, for the standby reader
 	noGSO atomic.Bool // the kernel refused UDP segmentation offload
 	gro   bool        // the kernel coalesces received datagrams (UDP_GRO)
 	local netip.AddrPort
@@ -109,6 +116,7 @@ func Listen(addr netip.AddrPort, log *zap.Logger) (*Socket, error) {
 	s := &Socket{
 		log:     log.Named("sharedsock"),
 		udp:     udp,
+		msg:     udp,
 		local:   canonical(udp.LocalAddr().(*net.UDPAddr).AddrPort()),
 		resp:    newResponder(),
 		eps:     newEndpointTable(),
@@ -231,7 +239,7 @@ func (s *Socket) standbyLoop() {
 	oob := make([]byte, groOOBSize)
 	failed := 0 // transient read errors since the last datagram
 	for {
-		n, oobn, _, from, err := s.udp.ReadMsgUDPAddrPort(buf, oob)
+		n, oobn, _, from, err := s.msg.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if isTimeout(err) {
 				s.rd.Lock()
