@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  *
- * nbfsm's test of its patch: garbage collection is a timer armed for the
- * next entry's expiry while the table has entries.
+ * nbfsm's test of its patch: garbage collection is a timer, armed while
+ * the table has entries.
  */
 
 package ratelimiter

@@ -29,8 +29,8 @@ type Ratelimiter struct {
 	mu      sync.RWMutex
 	timeNow func() time.Time
 
-	// nbfsm: garbage collection is a timer armed for the next entry's
-	// expiry while the table has entries, not a ticker every second.
+	// nbfsm: garbage collection is a timer, armed while the table has
+	// entries, not a goroutine with a ticker that runs every second.
 	gc     *time.Timer // nil while the table is empty or closed
 	gen    uint64      // bumped by Init and Close: an older timer's fire is stale
 	closed bool
@@ -93,27 +93,27 @@ func (rate *Ratelimiter) cleanup() (empty bool) {
 }
 
 // cleanupLocked removes the entries idle for garbageCollectTime and
-// re-arms the timer for the next one's expiry (disarmed once the table is
-// empty). Caller holds rate.mu.
+// re-arms the timer one garbageCollectTime away while entries are left
+// (disarmed once the table is empty), so an entry lives at most twice
+// that, as with upstream's ticker. Not at each entry's own expiry: under a
+// flood of new source addresses that would scan the table once per entry.
+// Caller holds rate.mu.
 func (rate *Ratelimiter) cleanupLocked() (empty bool) {
 	now := rate.timeNow()
-	next := time.Duration(-1)
 	for key, entry := range rate.table {
 		entry.mu.Lock()
-		if idle := now.Sub(entry.lastTime); idle >= garbageCollectTime {
+		if now.Sub(entry.lastTime) >= garbageCollectTime {
 			delete(rate.table, key)
-		} else if left := garbageCollectTime - idle; next < 0 || left < next {
-			next = left
 		}
 		entry.mu.Unlock()
 	}
 
 	if rate.gc != nil {
-		if next < 0 {
+		if len(rate.table) == 0 {
 			rate.gc.Stop()
 			rate.gc = nil
 		} else {
-			rate.gc.Reset(next)
+			rate.gc.Reset(garbageCollectTime)
 		}
 	}
 	return len(rate.table) == 0
