@@ -69,10 +69,12 @@ type PeerStatus struct {
 	Connection            string
 	RelayAddress          string
 	LocalType, RemoteType string
-	Endpoint              netip.AddrPort
-	Latency               time.Duration
-	LastErr               string
-	Timers                int // armed by the peer's machine
+	// Endpoint and LocalEndpoint are the selected pair's remote and local
+	// candidates (the official status's ICE candidate endpoints).
+	Endpoint, LocalEndpoint netip.AddrPort
+	Latency                 time.Duration
+	LastErr                 string
+	Timers                  int // armed by the peer's machine
 	// From WireGuard, filled in by Client.Status (zero without a data plane).
 	LastHandshake time.Time
 	RxBytes       uint64
@@ -142,7 +144,7 @@ func (e *Engine) snapshot() Status {
 			if p.Pair.Relayed {
 				ps.Connection = "relayed"
 			}
-			ps.LocalType, ps.RemoteType, ps.Endpoint, ps.Latency = p.Pair.LocalType, p.Pair.RemoteType, p.Pair.Remote, p.Pair.Latency
+			ps.LocalType, ps.RemoteType, ps.Endpoint, ps.LocalEndpoint, ps.Latency = p.Pair.LocalType, p.Pair.RemoteType, p.Pair.Remote, p.Pair.Local, p.Pair.Latency
 		}
 		s.Peers = append(s.Peers, ps)
 		return true

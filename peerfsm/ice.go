@@ -315,8 +315,23 @@ func (h *iceAgent) pair(conn *ice.Conn) (Pair, error) {
 		Local:      candidateAddr(p.Local),
 		Remote:     candidateAddr(p.Remote),
 		Conn:       &agentConn{Conn: conn, h: h},
-		Latency:    time.Duration(p.CurrentRoundTripTime() * float64(time.Second)),
+		Latency:    h.roundTrip(),
 	}, nil
+}
+
+// roundTrip is the selected pair's round trip as the agent measured it in
+// its checks. The pair GetSelectedCandidatePair returns is a copy without it,
+// and the controlling agent selects a pair before it records the round trip
+// of the check that selected it, both in one task of its own loop; the stats
+// are read in a later task of that loop, so they hold that record. Zero when
+// the agent has measured none (a controlled agent whose own checks of the
+// pair have not been answered yet).
+func (h *iceAgent) roundTrip() time.Duration {
+	st, ok := h.agent.GetSelectedCandidatePairStats()
+	if !ok {
+		return 0
+	}
+	return time.Duration(st.CurrentRoundTripTime * float64(time.Second))
 }
 
 // candidateAddr is c's ip:port, zero for a name (mDNS) candidate.

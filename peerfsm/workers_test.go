@@ -58,6 +58,14 @@ func TestWorkersDirect(t *testing.T) {
 		if p.Pair.Remote != c.other.sock.LocalAddr() {
 			t.Errorf("%s: pair remote %v, want the other socket %v", c.name, p.Pair.Remote, c.other.sock.LocalAddr())
 		}
+		if p.Pair.Local != c.sock.LocalAddr() {
+			t.Errorf("%s: pair local %v, want its own socket %v", c.name, p.Pair.Local, c.sock.LocalAddr())
+		}
+		// The controlling side selected the pair on a check's answer: it
+		// has that check's round trip (status's latency).
+		if c == ctrl && p.Pair.Latency <= 0 {
+			t.Errorf("%s: controlling side's pair latency %v, want the selecting check's round trip", c.name, p.Pair.Latency)
+		}
 		if c.sock.LastReceive(p.Pair.Remote).IsZero() {
 			t.Errorf("%s: no WireGuard datagram seen from %v", c.name, p.Pair.Remote)
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -374,6 +375,24 @@ func TestTUNDaemonsE2E(t *testing.T) {
 		if !linkExists(nd.ns, nd.iface) {
 			t.Fatalf("%s: interface %s missing", nd.name, nd.iface)
 		}
+	}
+	// The selected pair's endpoints are underlay ip:port on both sides, and
+	// the controlling side (one of the two) has the round trip of the check
+	// that selected it.
+	measured := 0
+	for _, nd := range nodes {
+		p := nd.status(t).Peers.Details[0]
+		for _, ep := range []string{p.ICECandidateEndpoint.Local, p.ICECandidateEndpoint.Remote} {
+			if ap, err := netip.ParseAddrPort(ep); err != nil || !netip.MustParsePrefix("198.18.0.0/24").Contains(ap.Addr()) {
+				t.Errorf("%s: iceCandidateEndpoint %+v, want underlay ip:port on both sides", nd.name, p.ICECandidateEndpoint)
+			}
+		}
+		if p.Latency > 0 {
+			measured++
+		}
+	}
+	if measured == 0 {
+		t.Error("status --json: latency 0 on both sides")
 	}
 	ipA, ipB := strings.Split(a.status(t).NetbirdIP, "/")[0], strings.Split(b.status(t).NetbirdIP, "/")[0]
 	if d, err := pingFrom(t, a, ipB, 20*time.Second); err != nil {

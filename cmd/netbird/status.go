@@ -173,7 +173,7 @@ func buildStatus(s *daemonpb.StatusResponse, detailed bool) statusDoc {
 		}
 		if pd.Status == peerConnected {
 			pd.ICECandidateType = pairDoc{Local: p.GetLocalType(), Remote: p.GetRemoteType()}
-			pd.ICECandidateEndpoint = pairDoc{Remote: p.GetEndpoint()}
+			pd.ICECandidateEndpoint = pairDoc{Local: p.GetLocalEndpoint(), Remote: p.GetEndpoint()}
 			pd.Latency = int64(p.GetLatency().AsDuration())
 			doc.Peers.Connected++
 		}

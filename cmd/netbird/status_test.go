@@ -22,7 +22,7 @@ func sampleStatus() *daemonpb.StatusResponse {
 		Peers: []*daemonpb.Peer{
 			{PublicKey: "k1", Fqdn: "one.netbird.selfhosted", AllowedIps: []string{"100.64.0.2/32", "10.0.0.0/24"},
 				State: "session.ice.connected.direct", Since: at, Connection: "direct", LocalType: "host", RemoteType: "srflx",
-				Endpoint: "198.18.0.3:51820", Latency: durationpb.New(3 * time.Millisecond), RxBytes: 10, TxBytes: 20},
+				Endpoint: "198.18.0.3:51820", LocalEndpoint: "198.18.0.2:51820", Latency: durationpb.New(3 * time.Millisecond), RxBytes: 10, TxBytes: 20},
 			{PublicKey: "k2", Fqdn: "two.netbird.selfhosted", AllowedIps: []string{"100.64.0.3/32"}, State: "session.ice.connected.relayed",
 				Since: at, Connection: "relayed", Endpoint: "240.0.0.1:3478"},
 			{PublicKey: "k3", Fqdn: "three.netbird.selfhosted", AllowedIps: []string{"100.64.0.4/32"}, State: "session.offering", Since: at},
@@ -63,6 +63,9 @@ func TestStatusJSONKeys(t *testing.T) {
 	if p["status"] != "Connected" || p["connectionType"] != "P2P" || p["netbirdIp"] != "100.64.0.2" || p["latency"].(float64) != 3e6 ||
 		p["networks"].([]any)[0] != "10.0.0.0/24" {
 		t.Fatalf("peer: %v", p)
+	}
+	if ep := p["iceCandidateEndpoint"].(map[string]any); ep["local"] != "198.18.0.2:51820" || ep["remote"] != "198.18.0.3:51820" {
+		t.Fatalf("iceCandidateEndpoint: %v", ep)
 	}
 	if m := doc["management"].(map[string]any); m["connected"] != true || m["url"] != "https://m:443" {
 		t.Fatalf("management: %v", m)

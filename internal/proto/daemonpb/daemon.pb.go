@@ -622,14 +622,15 @@ type Peer struct {
 	Connection    string                 `protobuf:"bytes,6,opt,name=connection,proto3" json:"connection,omitempty"` // direct, relayed or empty
 	LocalType     string                 `protobuf:"bytes,7,opt,name=local_type,json=localType,proto3" json:"local_type,omitempty"`
 	RemoteType    string                 `protobuf:"bytes,8,opt,name=remote_type,json=remoteType,proto3" json:"remote_type,omitempty"`
-	Endpoint      string                 `protobuf:"bytes,9,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	Latency       *durationpb.Duration   `protobuf:"bytes,10,opt,name=latency,proto3" json:"latency,omitempty"`
+	Endpoint      string                 `protobuf:"bytes,9,opt,name=endpoint,proto3" json:"endpoint,omitempty"` // the selected pair's remote candidate, ip:port
+	Latency       *durationpb.Duration   `protobuf:"bytes,10,opt,name=latency,proto3" json:"latency,omitempty"`  // the selected pair's round trip (ICE checks)
 	LastError     string                 `protobuf:"bytes,11,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	Timers        int32                  `protobuf:"varint,12,opt,name=timers,proto3" json:"timers,omitempty"`
 	LastHandshake *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_handshake,json=lastHandshake,proto3" json:"last_handshake,omitempty"`
 	RxBytes       uint64                 `protobuf:"varint,14,opt,name=rx_bytes,json=rxBytes,proto3" json:"rx_bytes,omitempty"`
 	TxBytes       uint64                 `protobuf:"varint,15,opt,name=tx_bytes,json=txBytes,proto3" json:"tx_bytes,omitempty"`
-	RelayAddress  string                 `protobuf:"bytes,16,opt,name=relay_address,json=relayAddress,proto3" json:"relay_address,omitempty"` // the NetBird relay the peer's session uses
+	RelayAddress  string                 `protobuf:"bytes,16,opt,name=relay_address,json=relayAddress,proto3" json:"relay_address,omitempty"`    // the NetBird relay the peer's session uses
+	LocalEndpoint string                 `protobuf:"bytes,17,opt,name=local_endpoint,json=localEndpoint,proto3" json:"local_endpoint,omitempty"` // the selected pair's local candidate, ip:port
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -772,6 +773,13 @@ func (x *Peer) GetTxBytes() uint64 {
 func (x *Peer) GetRelayAddress() string {
 	if x != nil {
 		return x.RelayAddress
+	}
+	return ""
+}
+
+func (x *Peer) GetLocalEndpoint() string {
+	if x != nil {
+		return x.LocalEndpoint
 	}
 	return ""
 }
@@ -1448,7 +1456,7 @@ const file_daemon_proto_rawDesc = "" +
 	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1a\n" +
 	"\bsessions\x18\x03 \x01(\x05R\bsessions\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x10\n" +
-	"\x03url\x18\x05 \x01(\tR\x03url\"\xa8\x04\n" +
+	"\x03url\x18\x05 \x01(\tR\x03url\"\xcf\x04\n" +
 	"\x04Peer\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x01 \x01(\tR\tpublicKey\x12\x1f\n" +
@@ -1473,7 +1481,8 @@ const file_daemon_proto_rawDesc = "" +
 	"\x0elast_handshake\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rlastHandshake\x12\x19\n" +
 	"\brx_bytes\x18\x0e \x01(\x04R\arxBytes\x12\x19\n" +
 	"\btx_bytes\x18\x0f \x01(\x04R\atxBytes\x12#\n" +
-	"\rrelay_address\x18\x10 \x01(\tR\frelayAddress\"g\n" +
+	"\rrelay_address\x18\x10 \x01(\tR\frelayAddress\x12%\n" +
+	"\x0elocal_endpoint\x18\x11 \x01(\tR\rlocalEndpoint\"g\n" +
 	"\x05Relay\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x1c\n" +
 	"\tavailable\x18\x02 \x01(\bR\tavailable\x12\x14\n" +

@@ -276,6 +276,9 @@ func (d *Daemon) status() (*daemonpb.StatusResponse, error) {
 		if p.Endpoint.IsValid() {
 			pp.Endpoint = p.Endpoint.String()
 		}
+		if p.LocalEndpoint.IsValid() {
+			pp.LocalEndpoint = p.LocalEndpoint.String()
+		}
 		if p.Latency > 0 {
 			pp.Latency = durationpb.New(p.Latency)
 		}
