@@ -33,9 +33,9 @@ check:
 	$(GO) test -count=1 -timeout 0 -run '^Test(Model|Exhaustive)$$' -v ./internal/modelcheck/ -modelcheck.duration $(CHECKTIME) -modelcheck.depth 3
 
 root-deps:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! { command -v ip && command -v ping; } >/dev/null; then \
-	  echo "installing iproute2 and iputils-ping for the root-only TUN tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iputils-ping >/dev/null; fi
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! { command -v ip && command -v ping && command -v iperf3; } >/dev/null; then \
+	  echo "installing iproute2, iputils-ping and iperf3 for the root-only TUN tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iputils-ping iperf3 >/dev/null; fi
 
 test-short:
 	$(GO) test -short -count=1 ./...
