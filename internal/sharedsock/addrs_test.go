@@ -8,7 +8,8 @@ import (
 )
 
 // TestSetLocalAddresses: the ICE mux gathers on the addresses the monitor
-// hands over (the socket's family only), and a muxed conn still works.
+// hands over (the socket's family only, no loopback), and a muxed conn
+// still works.
 func TestSetLocalAddresses(t *testing.T) {
 	bound := listen(t)
 	bound.SetLocalAddresses([]netip.Addr{netip.MustParseAddr("198.18.7.7")})
@@ -20,6 +21,13 @@ func TestSetLocalAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	// Before the monitor's first list: pion's, less loopback (unless that is
+	// all the host has).
+	for _, a := range s.UDPMux().GetListenAddresses() {
+		if ua := a.(*net.UDPAddr); ua.IP.IsLoopback() && len(s.UDPMux().GetListenAddresses()) > 1 {
+			t.Fatalf("listen addresses %v hold loopback beside others", s.UDPMux().GetListenAddresses())
+		}
+	}
 	port := s.LocalAddr().Port()
 	s.SetLocalAddresses([]netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("198.18.7.7"),
 		netip.MustParseAddr("fd00::1"), netip.MustParseAddr("::ffff:10.1.2.3")})
@@ -31,10 +39,10 @@ func TestSetLocalAddresses(t *testing.T) {
 		}
 		got = append(got, ua.IP.String())
 	}
-	if want := []string{"127.0.0.1", "198.18.7.7", "10.1.2.3"}; !slices.Equal(got, want) {
+	if want := []string{"198.18.7.7", "10.1.2.3"}; !slices.Equal(got, want) {
 		t.Fatalf("listen addresses %v, want %v", got, want)
 	}
-	if la := s.LocalAddresses(); len(la) != 3 || la[2] != netip.MustParseAddr("10.1.2.3") {
+	if la := s.LocalAddresses(); len(la) != 2 || la[1] != netip.MustParseAddr("10.1.2.3") {
 		t.Fatalf("LocalAddresses %v", la)
 	}
 	if _, err := s.UDPMux().GetConn("ufrag1", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("198.18.7.7:1"))); err != nil {
