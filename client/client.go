@@ -31,7 +31,11 @@ type Options struct {
 	ManagementURL string
 	PrivateKey    wgtypes.Key
 	SetupKey      string // secret: never logged
-	Meta          mgmt.Meta
+	// PresharedKey is the official --preshared-key: WireGuard's symmetric
+	// key on every peer, so only peers with the same key connect. Zero:
+	// none. Secret: never logged.
+	PresharedKey wgtypes.Key
+	Meta         mgmt.Meta
 	// Mode is Netstack (no root) or TUN; Interface names the TUN device.
 	Mode      wgiface.Mode
 	Interface string
@@ -201,7 +205,8 @@ func (d *dataplane) Up(addr, addrV6 netip.Prefix, mtu int) (engine.Interface, er
 		name = "wt0"
 	}
 	iface, err := wgiface.New(wgiface.Config{Mode: d.o.Mode, Name: name, PrivateKey: d.o.PrivateKey,
-		Address: addr, AddressV6: addrV6, MTU: mtu, Socket: d.sock, Logger: d.o.Logger, Filter: d.filter})
+		Address: addr, AddressV6: addrV6, MTU: mtu, Socket: d.sock, Logger: d.o.Logger, Filter: d.filter,
+		PresharedKey: d.o.PresharedKey})
 	if err != nil {
 		return nil, err
 	}

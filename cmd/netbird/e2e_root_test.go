@@ -20,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
 	"github.com/nbfsm/nbfsm/internal/config"
 )
 
@@ -325,7 +328,7 @@ func TestTUNDaemonsE2E(t *testing.T) {
 	}
 	for _, tool := range []string{"ip", "ping"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not installed (make test installs iproute2 and iputils-ping): %v", tool, err)
+			t.Fatalf("%s not installed (make test installs iproute2, iputils-ping and iperf3): %v", tool, err)
 		}
 	}
 	net := newE2ENet(t, 2)
@@ -364,8 +367,13 @@ func TestTUNDaemonsE2E(t *testing.T) {
 		nodes = append(nodes, nd)
 	}
 	a, b := nodes[0], nodes[1]
-	a.mustCLI(t, "up", "--setup-key", setupKey, "-n", "e2e-a")
-	b.mustCLI(t, "up", "--setup-key", setupKey, "-n", "e2e-b")
+	// One preshared key, as a flag: set on the wt devices through wgctrl.
+	psk, err := wgtypes.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.mustCLI(t, "up", "--setup-key", setupKey, "-n", "e2e-a", "--preshared-key", psk.String())
+	b.mustCLI(t, "up", "--setup-key", setupKey, "-n", "e2e-b", "--preshared-key", psk.String())
 	for _, nd := range nodes {
 		nd.waitConnected(t, e2eConnectWait)
 		st := nd.status(t)
@@ -374,6 +382,22 @@ func TestTUNDaemonsE2E(t *testing.T) {
 		}
 		if !linkExists(nd.ns, nd.iface) {
 			t.Fatalf("%s: interface %s missing", nd.name, nd.iface)
+		}
+	}
+	// The devices hold the preshared key (their UAPI sockets are in the
+	// host's /var/run/wireguard, outside the namespaces).
+	wc, err := wgctrl.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	for _, nd := range nodes {
+		dev, err := wc.Device(nd.iface)
+		if err != nil {
+			t.Fatalf("%s: wgctrl %s: %v", nd.name, nd.iface, err)
+		}
+		if len(dev.Peers) != 1 || dev.Peers[0].PresharedKey != psk {
+			t.Fatalf("%s: %d WireGuard peers, preshared key set: %v", nd.name, len(dev.Peers), len(dev.Peers) == 1 && dev.Peers[0].PresharedKey == psk)
 		}
 	}
 	// The selected pair's endpoints are underlay ip:port on both sides, and

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/cmd/netbird/internal/daemon"
 	"github.com/nbfsm/nbfsm/fsm"
@@ -203,11 +205,23 @@ func TestNetstackDaemonsFlow(t *testing.T) {
 		!strings.Contains(err.Error(), "refused the setup key") {
 		t.Fatalf("up with a wrong setup key: %v", err)
 	}
-	if out := a.mustCLI(t, "up", "--setup-key", n.SetupKey(), "--wireguard-port", "0", "-n", "flow-a"); !strings.Contains(out, "Connected") {
+	// One preshared key for the network: a gets it as a flag, b and f as
+	// NB_PRESHARED_KEY; WireGuard carries nothing unless all applied it.
+	pskKey, err := wgtypes.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	psk := pskKey.String()
+	if _, err := a.cli(t, "up", "--preshared-key", "not-a-key"); err == nil || !strings.Contains(err.Error(), "--preshared-key") ||
+		strings.Contains(err.Error(), "not-a-key") {
+		t.Fatalf("up with a bad preshared key: %v", err)
+	}
+	if out := a.mustCLI(t, "up", "--setup-key", n.SetupKey(), "--wireguard-port", "0", "-n", "flow-a", "--preshared-key", psk); !strings.Contains(out, "Connected") {
 		t.Fatalf("up a: %s", out)
 	}
 	t.Setenv("NB_SETUP_KEY", n.SetupKey())
 	t.Setenv("NB_HOSTNAME", "flow-b")
+	t.Setenv("NB_PRESHARED_KEY", psk)
 	b.mustCLI(t, "up")
 	waitPeerConnected(t, "a", sub)
 
@@ -328,7 +342,11 @@ func TestNetstackDaemonsFlow(t *testing.T) {
 	if !strings.Contains(shown, "engine started") || !strings.Contains(shown, "transition") {
 		t.Fatal("the daemon's debug log was not captured")
 	}
-	for name, secret := range map[string]string{"setup key": n.SetupKey(), "private key": cfgA.PrivateKey} {
+	if cfgA.PreSharedKey != psk {
+		t.Errorf("config PreSharedKey not the one given to up")
+	}
+	for name, secret := range map[string]string{"setup key": n.SetupKey(), "private key": cfgA.PrivateKey,
+		"preshared key": psk, "preshared key (hex)": fmt.Sprintf("%x", pskKey[:])} {
 		if secret == "" || strings.Contains(shown, secret) {
 			t.Errorf("%s shown (or unknown): %q", name, secret)
 		}

@@ -34,6 +34,7 @@ type globals struct {
 	managementURL string
 	setupKey      string // secret
 	setupKeyFile  string
+	presharedKey  string // secret
 	hostname      string
 	logLevel      string
 	logFile       string
@@ -46,6 +47,7 @@ func (g *globals) register(root *cobra.Command) {
 	f.StringVarP(&g.managementURL, "management-url", "m", config.DefaultManagementURL, "management service URL, http(s)://host:port")
 	f.StringVarP(&g.setupKey, "setup-key", "k", "", "setup key to register this peer (secret: prefer --setup-key-file or NB_SETUP_KEY)")
 	f.StringVar(&g.setupKeyFile, "setup-key-file", "", "file holding the setup key")
+	f.StringVar(&g.presharedKey, "preshared-key", "", "WireGuard preshared key (base64), set on every peer: only peers with the same key connect (secret: prefer NB_PRESHARED_KEY)")
 	f.StringVarP(&g.hostname, "hostname", "n", "", "hostname the peer registers with (default: the system's)")
 	f.StringVarP(&g.logLevel, "log-level", "l", "info", "log level: debug, info, warn, error")
 	f.StringVar(&g.logFile, "log-file", defaultLogFile, "log file; console for stdout")
@@ -80,6 +82,9 @@ func (g *globals) settings(cmd *cobra.Command, up *upFlags) *daemonpb.Settings {
 	}
 	if fl.Changed("hostname") {
 		s.Hostname = &g.hostname
+	}
+	if fl.Changed("preshared-key") {
+		s.PresharedKey = &g.presharedKey
 	}
 	if up == nil {
 		return s

@@ -33,6 +33,12 @@ type node struct {
 
 func newNode(t testing.TB, overlay string) *node {
 	t.Helper()
+	return newNodePSK(t, overlay, wgtypes.Key{})
+}
+
+// newNodePSK is newNode with a preshared key on every peer (zero: none).
+func newNodePSK(t testing.TB, overlay string, psk wgtypes.Key) *node {
+	t.Helper()
 	key, err := wgtypes.GeneratePrivateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +50,7 @@ func newNode(t testing.TB, overlay string) *node {
 	n := &node{key: key, addr: netip.MustParsePrefix(overlay), sock: sock}
 	n.iface, err = wgiface.New(wgiface.Config{
 		Mode: wgiface.Netstack, Name: "ns-" + overlay, PrivateKey: key,
-		Address: n.addr, Socket: sock,
+		Address: n.addr, Socket: sock, PresharedKey: psk,
 	})
 	if err != nil {
 		_ = sock.Close()

@@ -69,6 +69,10 @@ type Config struct {
 	// MaxQueued bounds the changes waiting for the configuration worker
 	// (Enqueue); 0: DefaultMaxQueued.
 	MaxQueued int
+	// PresharedKey is NetBird's --preshared-key: WireGuard's symmetric key,
+	// set on every peer, so that only peers holding the same key complete a
+	// handshake. Zero: none. A secret: never logged.
+	PresharedKey wgtypes.Key
 }
 
 // Peer is the desired WireGuard configuration of one remote peer.
@@ -83,6 +87,9 @@ type Peer struct {
 	// Keepalive is the persistent keepalive (NetBird: 25 s); zero turns it
 	// off. Setting it on a peer with an endpoint starts a handshake at once.
 	Keepalive time.Duration
+	// PresharedKey is WireGuard's symmetric key for the peer; zero: none.
+	// The Interface sets its Config.PresharedKey on every peer.
+	PresharedKey wgtypes.Key
 }
 
 // PeerStats is the state of one configured peer.

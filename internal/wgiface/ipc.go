@@ -46,12 +46,16 @@ func (c *ipcConfigurer) peerStats() (map[wgtypes.Key]PeerStats, error) {
 func (c *ipcConfigurer) close() error { return nil }
 
 // peerSetText renders one peer as IPC "set" text. The endpoint line comes
-// last so that a rejected endpoint leaves allowed IPs and keepalive applied.
+// after the preshared key so that a rejected endpoint leaves allowed IPs and
+// the key applied. The text holds the preshared key: never log it.
 func peerSetText(p Peer) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "public_key=%x\nreplace_allowed_ips=true\n", p.Key[:])
 	for _, a := range p.AllowedIPs {
 		fmt.Fprintf(&b, "allowed_ip=%s\n", a.Masked())
+	}
+	if p.PresharedKey != (wgtypes.Key{}) {
+		fmt.Fprintf(&b, "preshared_key=%x\n", p.PresharedKey[:])
 	}
 	if p.Endpoint.IsValid() {
 		fmt.Fprintf(&b, "endpoint=%s\n", p.Endpoint)

@@ -32,6 +32,8 @@ func TestPeerSetText(t *testing.T) {
 		{"endpoint and keepalive, unmasked prefix", Peer{Key: k, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.1.2.3/8")},
 			Endpoint: netip.MustParseAddrPort("198.18.0.2:51820"), Keepalive: 25 * time.Second},
 			"public_key=" + hexKey + "\nreplace_allowed_ips=true\nallowed_ip=10.0.0.0/8\nendpoint=198.18.0.2:51820\npersistent_keepalive_interval=25\n"},
+		{"preshared key before the endpoint", Peer{Key: k, PresharedKey: k, Endpoint: netip.MustParseAddrPort("198.18.0.2:51820")},
+			"public_key=" + hexKey + "\nreplace_allowed_ips=true\npreshared_key=" + hexKey + "\nendpoint=198.18.0.2:51820\npersistent_keepalive_interval=0\n"},
 		{"relay endpoint", Peer{Key: k, Endpoint: netip.MustParseAddrPort("240.0.0.1:1")},
 			"public_key=" + hexKey + "\nreplace_allowed_ips=true\nendpoint=240.0.0.1:1\npersistent_keepalive_interval=0\n"},
 	}

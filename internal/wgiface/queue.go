@@ -213,6 +213,7 @@ func (i *Interface) apply(c Change) error {
 			return nil
 		}
 	}
+	c.Peer.PresharedKey = i.cfg.PresharedKey
 	if err := i.conf.setPeer(c.Peer); err != nil {
 		return err
 	}

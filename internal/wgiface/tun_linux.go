@@ -185,6 +185,10 @@ func (c *uapiConfigurer) setPeer(p Peer) error {
 	}
 	ka := p.Keepalive
 	pc.PersistentKeepaliveInterval = &ka
+	if p.PresharedKey != (wgtypes.Key{}) {
+		psk := p.PresharedKey
+		pc.PresharedKey = &psk
+	}
 	if err := c.client.ConfigureDevice(c.name, wgtypes.Config{Peers: []wgtypes.PeerConfig{pc}}); err != nil {
 		return fmt.Errorf("%w: wgctrl set peer: %w", ErrDevice, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/nbfsm/nbfsm/internal/sharedsock"
@@ -30,6 +31,7 @@ const (
 	envPeerAddr   = "NBFSM_WGIFACE_PEER_ADDR"
 	envPeerEP     = "NBFSM_WGIFACE_PEER_ENDPOINT"
 	envName       = "NBFSM_WGIFACE_NAME"
+	envPSK        = "NBFSM_WGIFACE_PSK"
 	readyLine     = "NBFSM-WGIFACE-READY"
 	tunUnderlayA  = "198.18.0.1"
 	tunUnderlayB  = "198.18.0.2"
@@ -80,15 +82,21 @@ func TestTUNNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Both hold one preshared key, set through wgctrl: the tunnel carries
+	// traffic only if both applied it (TestPresharedKey has the refusals).
+	psk, err := wgtypes.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A is the controlling side: it sets endpoint + keepalive. B only knows
 	// A's key and allowed IPs and learns A's endpoint from the handshake.
 	a := startChild(t, nsA, map[string]string{
-		envKey: kA.String(), envPeer: kB.PublicKey().String(), envName: "nbtA" + id,
+		envKey: kA.String(), envPeer: kB.PublicKey().String(), envName: "nbtA" + id, envPSK: psk.String(),
 		envListen: tunUnderlayA + ":" + tunListenPort, envAddr: tunOverlayA + "/10",
 		envPeerAddr: tunOverlayB + "/32", envPeerEP: tunUnderlayB + ":" + tunListenPort,
 	})
 	b := startChild(t, nsB, map[string]string{
-		envKey: kB.String(), envPeer: kA.PublicKey().String(), envName: "nbtB" + id,
+		envKey: kB.String(), envPeer: kA.PublicKey().String(), envName: "nbtB" + id, envPSK: psk.String(),
 		envListen: tunUnderlayB + ":" + tunListenPort, envAddr: tunOverlayB + "/10",
 		envPeerAddr: tunOverlayA + "/32",
 	})
@@ -209,9 +217,13 @@ func TestTUNChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sock.Close()
+	psk, err := wgtypes.ParseKey(os.Getenv(envPSK))
+	if err != nil {
+		t.Fatal(err)
+	}
 	iface, err := wgiface.New(wgiface.Config{
 		Mode: wgiface.TUN, Name: os.Getenv(envName), PrivateKey: key,
-		Address: netip.MustParsePrefix(os.Getenv(envAddr)), Socket: sock,
+		Address: netip.MustParsePrefix(os.Getenv(envAddr)), Socket: sock, PresharedKey: psk,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -223,6 +235,19 @@ func TestTUNChild(t *testing.T) {
 	}
 	if err := iface.SetPeer(p); err != nil {
 		t.Fatal(err)
+	}
+	// wgctrl reads back what the UAPI socket applied.
+	wc, err := wgctrl.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	dev, err := wc.Device(os.Getenv(envName))
+	if err != nil {
+		t.Fatalf("wgctrl device: %v", err)
+	}
+	if len(dev.Peers) != 1 || dev.Peers[0].PresharedKey != psk {
+		t.Fatalf("wgctrl: %d peers, preshared key set: %v", len(dev.Peers), len(dev.Peers) == 1 && dev.Peers[0].PresharedKey == psk)
 	}
 	fmt.Println(readyLine)
 	_, _ = io.Copy(io.Discard, os.Stdin) // the parent closes stdin when done

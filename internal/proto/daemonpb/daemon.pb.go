@@ -42,8 +42,11 @@ type Settings struct {
 	Hostname           *string                `protobuf:"bytes,7,opt,name=hostname,proto3,oneof" json:"hostname,omitempty"`
 	DisableFirewall    *bool                  `protobuf:"varint,8,opt,name=disable_firewall,json=disableFirewall,proto3,oneof" json:"disable_firewall,omitempty"`
 	BlockInbound       *bool                  `protobuf:"varint,9,opt,name=block_inbound,json=blockInbound,proto3,oneof" json:"block_inbound,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// preshared_key is the official --preshared-key (base64 WireGuard key;
+	// empty: none). A secret: CLI → daemon only, never in a response.
+	PresharedKey  *string `protobuf:"bytes,10,opt,name=preshared_key,json=presharedKey,proto3,oneof" json:"preshared_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -137,6 +140,13 @@ func (x *Settings) GetBlockInbound() bool {
 		return *x.BlockInbound
 	}
 	return false
+}
+
+func (x *Settings) GetPresharedKey() string {
+	if x != nil && x.PresharedKey != nil {
+		return *x.PresharedKey
+	}
+	return ""
 }
 
 type UpRequest struct {
@@ -1411,7 +1421,7 @@ var File_daemon_proto protoreflect.FileDescriptor
 
 const file_daemon_proto_rawDesc = "" +
 	"\n" +
-	"\fdaemon.proto\x12\fnbfsm.daemon\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\xa7\x04\n" +
+	"\fdaemon.proto\x12\fnbfsm.daemon\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\xe3\x04\n" +
 	"\bSettings\x12*\n" +
 	"\x0emanagement_url\x18\x01 \x01(\tH\x00R\rmanagementUrl\x88\x01\x01\x12*\n" +
 	"\x0einterface_name\x18\x02 \x01(\tH\x01R\rinterfaceName\x88\x01\x01\x12*\n" +
@@ -1421,7 +1431,9 @@ const file_daemon_proto_rawDesc = "" +
 	"\x14disable_auto_connect\x18\x06 \x01(\bH\x05R\x12disableAutoConnect\x88\x01\x01\x12\x1f\n" +
 	"\bhostname\x18\a \x01(\tH\x06R\bhostname\x88\x01\x01\x12.\n" +
 	"\x10disable_firewall\x18\b \x01(\bH\aR\x0fdisableFirewall\x88\x01\x01\x12(\n" +
-	"\rblock_inbound\x18\t \x01(\bH\bR\fblockInbound\x88\x01\x01B\x11\n" +
+	"\rblock_inbound\x18\t \x01(\bH\bR\fblockInbound\x88\x01\x01\x12(\n" +
+	"\rpreshared_key\x18\n" +
+	" \x01(\tH\tR\fpresharedKey\x88\x01\x01B\x11\n" +
 	"\x0f_management_urlB\x11\n" +
 	"\x0f_interface_nameB\x11\n" +
 	"\x0f_wireguard_portB\x06\n" +
@@ -1430,7 +1442,8 @@ const file_daemon_proto_rawDesc = "" +
 	"\x15_disable_auto_connectB\v\n" +
 	"\t_hostnameB\x13\n" +
 	"\x11_disable_firewallB\x10\n" +
-	"\x0e_block_inbound\"\xa4\x01\n" +
+	"\x0e_block_inboundB\x10\n" +
+	"\x0e_preshared_key\"\xa4\x01\n" +
 	"\tUpRequest\x122\n" +
 	"\bsettings\x18\x01 \x01(\v2\x16.nbfsm.daemon.SettingsR\bsettings\x12\x1b\n" +
 	"\tsetup_key\x18\x02 \x01(\tR\bsetupKey\x12\x17\n" +

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	"google.golang.org/grpc"
 
 	"github.com/nbfsm/nbfsm/client"
@@ -27,6 +28,7 @@ import (
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/config"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
+	"github.com/nbfsm/nbfsm/internal/nbcrypto"
 	"github.com/nbfsm/nbfsm/internal/proto/daemonpb"
 	"github.com/nbfsm/nbfsm/internal/sigwire"
 	"github.com/nbfsm/nbfsm/internal/wgiface"
@@ -191,6 +193,9 @@ func applySettings(c *config.Config, s *daemonpb.Settings) (changed bool) {
 	if s.BlockInbound != nil && *s.BlockInbound != c.BlockInbound {
 		c.BlockInbound, changed = *s.BlockInbound, true
 	}
+	if s.PresharedKey != nil && strings.TrimSpace(*s.PresharedKey) != c.PreSharedKey {
+		c.PreSharedKey, changed = strings.TrimSpace(*s.PresharedKey), true
+	}
 	if s.DisableAutoConnect != nil {
 		c.DisableAutoConnect = *s.DisableAutoConnect // not used by a running engine
 	}
@@ -209,6 +214,11 @@ func settingsError(s *daemonpb.Settings) error {
 		}
 		_ = c.Close() // it never connected: Dial only checks the URL
 
+	}
+	if s.PresharedKey != nil && strings.TrimSpace(*s.PresharedKey) != "" {
+		if _, err := nbcrypto.ParseKey(strings.TrimSpace(*s.PresharedKey)); err != nil {
+			return fmt.Errorf("--preshared-key: %w", err) // the error does not quote the key
+		}
 	}
 	if s.WireguardPort != nil && (*s.WireguardPort < 0 || *s.WireguardPort > 65535) {
 		return fmt.Errorf("--wireguard-port %d: want 0 (any free port) to 65535", *s.WireguardPort)
@@ -278,16 +288,18 @@ func (d *Daemon) startLocked(setupKey string) error {
 	if err != nil {
 		return fmt.Errorf("config %s: PrivateKey: %w", d.o.ConfigPath, err)
 	}
+	var psk wgtypes.Key
 	if cfg.PreSharedKey != "" {
-		d.log.Warn("the config's PreSharedKey is not supported by nbfsm yet and is not used: peers that require it will not connect",
-			zap.String("config", d.o.ConfigPath))
+		if psk, err = nbcrypto.ParseKey(cfg.PreSharedKey); err != nil {
+			return fmt.Errorf("config %s: PreSharedKey: %w", d.o.ConfigPath, err)
+		}
 	}
 	mode := wgiface.TUN
 	if d.o.Netstack {
 		mode = wgiface.Netstack
 	}
 	c, err := client.New(client.Options{
-		ManagementURL: cfg.ManagementURL.S, PrivateKey: key, SetupKey: setupKey, Meta: meta,
+		ManagementURL: cfg.ManagementURL.S, PrivateKey: key, PresharedKey: psk, SetupKey: setupKey, Meta: meta,
 		Mode: mode, Interface: cfg.WgIface, Listen: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(cfg.WgPort)),
 		MTU: cfg.MTU, DisableFirewall: cfg.DisableFirewall, BlockInbound: cfg.BlockInbound,
 		Logger: d.o.Logger, Ring: d.ring, Observers: []fsm.Observer{d.counts}, MgmtOptions: d.o.MgmtOptions,

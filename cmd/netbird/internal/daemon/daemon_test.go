@@ -78,6 +78,9 @@ func TestListen(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// testPSK is a preshared key (a WireGuard key, base64).
+const testPSK = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+
 func TestSettings(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -98,6 +101,9 @@ func TestSettings(t *testing.T) {
 			check: func(c *config.Config) bool { return c.DisableAutoConnect }},
 		{name: "block inbound", s: &daemonpb.Settings{BlockInbound: ptr(true)}, changed: true,
 			check: func(c *config.Config) bool { return c.BlockInbound }},
+		{name: "preshared key", s: &daemonpb.Settings{PresharedKey: ptr(testPSK)}, changed: true,
+			check: func(c *config.Config) bool { return c.PreSharedKey == testPSK }},
+		{name: "bad preshared key", s: &daemonpb.Settings{PresharedKey: ptr("c2VjcmV0")}, err: "--preshared-key"},
 		{name: "bad URL", s: &daemonpb.Settings{ManagementUrl: ptr("ftp://x")}, err: "--management-url"},
 		{name: "bad port", s: &daemonpb.Settings{WireguardPort: ptr(int32(70000))}, err: "--wireguard-port"},
 		{name: "bad mtu", s: &daemonpb.Settings{Mtu: ptr(int32(10))}, err: "--mtu"},
@@ -113,6 +119,9 @@ func TestSettings(t *testing.T) {
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("%s: err %v", tt.name, err)
+			}
+			if tt.s.PresharedKey != nil && strings.Contains(err.Error(), *tt.s.PresharedKey) {
+				t.Errorf("%s: the error quotes the key: %v", tt.name, err)
 			}
 			if after := d.Config(); after.WgPort != before.WgPort || after.ManagementURL != before.ManagementURL {
 				t.Errorf("%s: config changed on error", tt.name)
