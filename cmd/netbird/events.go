@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nbfsm/nbfsm/cmd/netbird/internal/daemon"
 	"github.com/nbfsm/nbfsm/internal/proto/daemonpb"
 )
 
@@ -90,7 +91,7 @@ func newDebugCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "debug",
-		Short: "Print the engine's counters: stale events dropped, bad signal messages by reason, send failures",
+		Short: "Print the engine's counters (stale events dropped, bad signal messages by reason, send failures); debug log level sets the log level",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withDaemon(cmd, 30*time.Second, func(ctx context.Context, c daemonpb.DaemonServiceClient) error {
@@ -124,6 +125,27 @@ func newDebugCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON")
+	logCmd := &cobra.Command{Use: "log", Short: "The daemon's log", Args: cobra.NoArgs}
+	logCmd.AddCommand(&cobra.Command{
+		Use:       "level LEVEL",
+		Short:     "Set the daemon's log level until it restarts: " + daemon.LevelNames,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"trace", "debug", "info", "warn", "error", "panic", "fatal"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := daemon.ParseLevel(args[0]); err != nil {
+				return err
+			}
+			return g.withDaemon(cmd, 30*time.Second, func(ctx context.Context, c daemonpb.DaemonServiceClient) error {
+				r, err := c.SetLogLevel(ctx, &daemonpb.SetLogLevelRequest{Level: args[0]})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Log level set to %s (was %s)\n", r.GetLevel(), r.GetPrevious())
+				return nil
+			})
+		},
+	})
+	cmd.AddCommand(logCmd)
 	return cmd
 }
 

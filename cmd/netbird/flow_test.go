@@ -399,6 +399,9 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"status", "--daemon-addr", "http://x"}, "want unix:///path or tcp://host:port"},
 		{[]string{"status", "--filter-by-status", "weird", "--daemon-addr", missing}, "--filter-by-status"},
 		{[]string{"up", "--setup-key", "x", "--setup-key-file", "/nonexistent"}, "not both"},
+		{[]string{"debug", "log", "level", "verbose", "--daemon-addr", missing}, "unknown log level \"verbose\": one of trace"},
+		{[]string{"debug", "log", "level", "--daemon-addr", missing}, "accepts 1 arg"},
+		{[]string{"service", "run", "--log-level", "verbose", "--daemon-addr", missing}, "--log-level: unknown log level"},
 	}
 	for _, tt := range tests {
 		cmd := newRootCmd()

@@ -49,7 +49,7 @@ func (g *globals) register(root *cobra.Command) {
 	f.StringVar(&g.setupKeyFile, "setup-key-file", "", "file holding the setup key")
 	f.StringVar(&g.presharedKey, "preshared-key", "", "WireGuard preshared key (base64), set on every peer: only peers with the same key connect (secret: prefer NB_PRESHARED_KEY)")
 	f.StringVarP(&g.hostname, "hostname", "n", "", "hostname the peer registers with (default: the system's)")
-	f.StringVarP(&g.logLevel, "log-level", "l", "info", "log level: debug, info, warn, error")
+	f.StringVarP(&g.logLevel, "log-level", "l", "info", "log level: trace (= debug), debug, info, warn, error")
 	f.StringVar(&g.logFile, "log-file", defaultLogFile, "log file; console for stdout")
 }
 
@@ -115,12 +115,14 @@ func (g *globals) settings(cmd *cobra.Command, up *upFlags) *daemonpb.Settings {
 	return s
 }
 
-// logger writes to --log-file ("console": stdout) at --log-level.
-func (g *globals) logger(stdout io.Writer) (*zap.Logger, func(), error) {
-	level, err := zapcore.ParseLevel(g.logLevel)
+// logger writes to --log-file ("console": stdout) at --log-level; the
+// returned level changes it at run time.
+func (g *globals) logger(stdout io.Writer) (*zap.Logger, *zap.AtomicLevel, func(), error) {
+	l, err := daemon.ParseLevel(g.logLevel)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--log-level: %w", err)
+		return nil, nil, nil, fmt.Errorf("--log-level: %w", err)
 	}
+	level := zap.NewAtomicLevelAt(l)
 	var w zapcore.WriteSyncer
 	closeFn := func() {}
 	switch g.logFile {
@@ -128,18 +130,18 @@ func (g *globals) logger(stdout io.Writer) (*zap.Logger, func(), error) {
 		w = zapcore.AddSync(stdout)
 	default:
 		if err := os.MkdirAll(filepath.Dir(g.logFile), 0o755); err != nil {
-			return nil, nil, fmt.Errorf("--log-file: %w", err)
+			return nil, nil, nil, fmt.Errorf("--log-file: %w", err)
 		}
 		f, err := os.OpenFile(g.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--log-file: %w", err)
+			return nil, nil, nil, fmt.Errorf("--log-file: %w", err)
 		}
 		w, closeFn = zapcore.AddSync(f), func() { _ = f.Close() }
 	}
 	enc := zap.NewProductionEncoderConfig()
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
 	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(w), level))
-	return log, func() { _ = log.Sync(); closeFn() }, nil
+	return log, &level, func() { _ = log.Sync(); closeFn() }, nil
 }
 
 // netstackMode is NB_USE_NETSTACK_MODE=true.

@@ -98,7 +98,7 @@ func newServiceCmd(g *globals) *cobra.Command {
 		Short: "Run the daemon in the foreground (what the service runs)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, done, err := g.logger(cmd.OutOrStdout())
+			log, level, done, err := g.logger(cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}
@@ -106,7 +106,7 @@ func newServiceCmd(g *globals) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			d, err := daemon.New(daemon.Options{ConfigPath: g.configPath, Netstack: netstackMode(), Logger: log,
-				NetworkMonitor: monitorFactory()})
+				Level: level, NetworkMonitor: monitorFactory()})
 			if err != nil {
 				return err
 			}

@@ -80,7 +80,7 @@ func printConnected(cmd *cobra.Command, s *daemonpb.StatusResponse) {
 // runForeground is `up -F`: the daemon's engine logic in this process,
 // until SIGINT or SIGTERM.
 func runForeground(cmd *cobra.Command, g *globals, req *daemonpb.UpRequest) error {
-	log, done, err := g.logger(cmd.OutOrStdout())
+	log, _, done, err := g.logger(cmd.OutOrStdout())
 	if err != nil {
 		return err
 	}

@@ -308,12 +308,10 @@ func (i *Interface) check() error {
 
 // deviceLogger sends wireguard-go's log to zap at debug: it reports routine
 // network conditions ("no known endpoint for peer") as errors, and the
-// machines already report what the user should know.
+// machines already report what the user should know. The level is checked
+// at each call (before formatting), so `netbird debug log level debug`
+// turns it on in a running device.
 func deviceLogger(l *zap.Logger) *device.Logger {
 	s := l.Named("wireguard").Sugar()
-	lg := &device.Logger{Verbosef: device.DiscardLogf, Errorf: device.DiscardLogf}
-	if l.Core().Enabled(zap.DebugLevel) {
-		lg.Verbosef, lg.Errorf = s.Debugf, s.Debugf
-	}
-	return lg
+	return &device.Logger{Verbosef: s.Debugf, Errorf: s.Debugf}
 }

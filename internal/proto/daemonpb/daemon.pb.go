@@ -1417,6 +1417,104 @@ func (x *DebugResponse) GetNetworkChanges() uint64 {
 	return 0
 }
 
+type SetLogLevelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// debug, info, warn, error (also trace = debug, and panic, fatal).
+	Level         string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogLevelRequest) Reset() {
+	*x = SetLogLevelRequest{}
+	mi := &file_daemon_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogLevelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogLevelRequest) ProtoMessage() {}
+
+func (x *SetLogLevelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_daemon_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogLevelRequest.ProtoReflect.Descriptor instead.
+func (*SetLogLevelRequest) Descriptor() ([]byte, []int) {
+	return file_daemon_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SetLogLevelRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+type SetLogLevelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The level in effect now, and the one before.
+	Level         string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	Previous      string `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogLevelResponse) Reset() {
+	*x = SetLogLevelResponse{}
+	mi := &file_daemon_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogLevelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogLevelResponse) ProtoMessage() {}
+
+func (x *SetLogLevelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_daemon_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogLevelResponse.ProtoReflect.Descriptor instead.
+func (*SetLogLevelResponse) Descriptor() ([]byte, []int) {
+	return file_daemon_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SetLogLevelResponse) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *SetLogLevelResponse) GetPrevious() string {
+	if x != nil {
+		return x.Previous
+	}
+	return ""
+}
+
 var File_daemon_proto protoreflect.FileDescriptor
 
 const file_daemon_proto_rawDesc = "" +
@@ -1569,7 +1667,12 @@ const file_daemon_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aA\n" +
 	"\x13LinkReconnectsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xe1\x03\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"*\n" +
+	"\x12SetLogLevelRequest\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\"G\n" +
+	"\x13SetLogLevelResponse\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\x12\x1a\n" +
+	"\bprevious\x18\x02 \x01(\tR\bprevious2\xb7\x04\n" +
 	"\rDaemonService\x129\n" +
 	"\x02Up\x12\x17.nbfsm.daemon.UpRequest\x1a\x18.nbfsm.daemon.UpResponse\"\x00\x12?\n" +
 	"\x04Down\x12\x19.nbfsm.daemon.DownRequest\x1a\x1a.nbfsm.daemon.DownResponse\"\x00\x12B\n" +
@@ -1577,7 +1680,8 @@ const file_daemon_proto_rawDesc = "" +
 	"\x06Logout\x12\x1b.nbfsm.daemon.LogoutRequest\x1a\x1c.nbfsm.daemon.LogoutResponse\"\x00\x12E\n" +
 	"\x06Status\x12\x1b.nbfsm.daemon.StatusRequest\x1a\x1c.nbfsm.daemon.StatusResponse\"\x00\x12>\n" +
 	"\x06Events\x12\x1b.nbfsm.daemon.EventsRequest\x1a\x13.nbfsm.daemon.Event\"\x000\x01\x12B\n" +
-	"\x05Debug\x12\x1a.nbfsm.daemon.DebugRequest\x1a\x1b.nbfsm.daemon.DebugResponse\"\x00B0Z.github.com/nbfsm/nbfsm/internal/proto/daemonpbb\x06proto3"
+	"\x05Debug\x12\x1a.nbfsm.daemon.DebugRequest\x1a\x1b.nbfsm.daemon.DebugResponse\"\x00\x12T\n" +
+	"\vSetLogLevel\x12 .nbfsm.daemon.SetLogLevelRequest\x1a!.nbfsm.daemon.SetLogLevelResponse\"\x00B0Z.github.com/nbfsm/nbfsm/internal/proto/daemonpbb\x06proto3"
 
 var (
 	file_daemon_proto_rawDescOnce sync.Once
@@ -1591,7 +1695,7 @@ func file_daemon_proto_rawDescGZIP() []byte {
 	return file_daemon_proto_rawDescData
 }
 
-var file_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_daemon_proto_goTypes = []any{
 	(*Settings)(nil),              // 0: nbfsm.daemon.Settings
 	(*UpRequest)(nil),             // 1: nbfsm.daemon.UpRequest
@@ -1611,30 +1715,32 @@ var file_daemon_proto_goTypes = []any{
 	(*Event)(nil),                 // 15: nbfsm.daemon.Event
 	(*DebugRequest)(nil),          // 16: nbfsm.daemon.DebugRequest
 	(*DebugResponse)(nil),         // 17: nbfsm.daemon.DebugResponse
-	nil,                           // 18: nbfsm.daemon.DebugResponse.SignalRejectedEntry
-	nil,                           // 19: nbfsm.daemon.DebugResponse.SocketEntry
-	nil,                           // 20: nbfsm.daemon.DebugResponse.LinkReconnectsEntry
-	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*SetLogLevelRequest)(nil),    // 18: nbfsm.daemon.SetLogLevelRequest
+	(*SetLogLevelResponse)(nil),   // 19: nbfsm.daemon.SetLogLevelResponse
+	nil,                           // 20: nbfsm.daemon.DebugResponse.SignalRejectedEntry
+	nil,                           // 21: nbfsm.daemon.DebugResponse.SocketEntry
+	nil,                           // 22: nbfsm.daemon.DebugResponse.LinkReconnectsEntry
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_daemon_proto_depIdxs = []int32{
 	0,  // 0: nbfsm.daemon.UpRequest.settings:type_name -> nbfsm.daemon.Settings
-	21, // 1: nbfsm.daemon.UpRequest.wait:type_name -> google.protobuf.Duration
+	23, // 1: nbfsm.daemon.UpRequest.wait:type_name -> google.protobuf.Duration
 	13, // 2: nbfsm.daemon.UpResponse.status:type_name -> nbfsm.daemon.StatusResponse
 	0,  // 3: nbfsm.daemon.LoginRequest.settings:type_name -> nbfsm.daemon.Settings
-	22, // 4: nbfsm.daemon.Link.since:type_name -> google.protobuf.Timestamp
-	22, // 5: nbfsm.daemon.Peer.since:type_name -> google.protobuf.Timestamp
-	21, // 6: nbfsm.daemon.Peer.latency:type_name -> google.protobuf.Duration
-	22, // 7: nbfsm.daemon.Peer.last_handshake:type_name -> google.protobuf.Timestamp
-	22, // 8: nbfsm.daemon.StatusResponse.since:type_name -> google.protobuf.Timestamp
+	24, // 4: nbfsm.daemon.Link.since:type_name -> google.protobuf.Timestamp
+	24, // 5: nbfsm.daemon.Peer.since:type_name -> google.protobuf.Timestamp
+	23, // 6: nbfsm.daemon.Peer.latency:type_name -> google.protobuf.Duration
+	24, // 7: nbfsm.daemon.Peer.last_handshake:type_name -> google.protobuf.Timestamp
+	24, // 8: nbfsm.daemon.StatusResponse.since:type_name -> google.protobuf.Timestamp
 	10, // 9: nbfsm.daemon.StatusResponse.management:type_name -> nbfsm.daemon.Link
 	10, // 10: nbfsm.daemon.StatusResponse.signal:type_name -> nbfsm.daemon.Link
 	11, // 11: nbfsm.daemon.StatusResponse.peers:type_name -> nbfsm.daemon.Peer
 	12, // 12: nbfsm.daemon.StatusResponse.relays:type_name -> nbfsm.daemon.Relay
-	22, // 13: nbfsm.daemon.Event.at:type_name -> google.protobuf.Timestamp
-	18, // 14: nbfsm.daemon.DebugResponse.signal_rejected:type_name -> nbfsm.daemon.DebugResponse.SignalRejectedEntry
-	19, // 15: nbfsm.daemon.DebugResponse.socket:type_name -> nbfsm.daemon.DebugResponse.SocketEntry
-	20, // 16: nbfsm.daemon.DebugResponse.link_reconnects:type_name -> nbfsm.daemon.DebugResponse.LinkReconnectsEntry
+	24, // 13: nbfsm.daemon.Event.at:type_name -> google.protobuf.Timestamp
+	20, // 14: nbfsm.daemon.DebugResponse.signal_rejected:type_name -> nbfsm.daemon.DebugResponse.SignalRejectedEntry
+	21, // 15: nbfsm.daemon.DebugResponse.socket:type_name -> nbfsm.daemon.DebugResponse.SocketEntry
+	22, // 16: nbfsm.daemon.DebugResponse.link_reconnects:type_name -> nbfsm.daemon.DebugResponse.LinkReconnectsEntry
 	1,  // 17: nbfsm.daemon.DaemonService.Up:input_type -> nbfsm.daemon.UpRequest
 	3,  // 18: nbfsm.daemon.DaemonService.Down:input_type -> nbfsm.daemon.DownRequest
 	5,  // 19: nbfsm.daemon.DaemonService.Login:input_type -> nbfsm.daemon.LoginRequest
@@ -1642,15 +1748,17 @@ var file_daemon_proto_depIdxs = []int32{
 	9,  // 21: nbfsm.daemon.DaemonService.Status:input_type -> nbfsm.daemon.StatusRequest
 	14, // 22: nbfsm.daemon.DaemonService.Events:input_type -> nbfsm.daemon.EventsRequest
 	16, // 23: nbfsm.daemon.DaemonService.Debug:input_type -> nbfsm.daemon.DebugRequest
-	2,  // 24: nbfsm.daemon.DaemonService.Up:output_type -> nbfsm.daemon.UpResponse
-	4,  // 25: nbfsm.daemon.DaemonService.Down:output_type -> nbfsm.daemon.DownResponse
-	6,  // 26: nbfsm.daemon.DaemonService.Login:output_type -> nbfsm.daemon.LoginResponse
-	8,  // 27: nbfsm.daemon.DaemonService.Logout:output_type -> nbfsm.daemon.LogoutResponse
-	13, // 28: nbfsm.daemon.DaemonService.Status:output_type -> nbfsm.daemon.StatusResponse
-	15, // 29: nbfsm.daemon.DaemonService.Events:output_type -> nbfsm.daemon.Event
-	17, // 30: nbfsm.daemon.DaemonService.Debug:output_type -> nbfsm.daemon.DebugResponse
-	24, // [24:31] is the sub-list for method output_type
-	17, // [17:24] is the sub-list for method input_type
+	18, // 24: nbfsm.daemon.DaemonService.SetLogLevel:input_type -> nbfsm.daemon.SetLogLevelRequest
+	2,  // 25: nbfsm.daemon.DaemonService.Up:output_type -> nbfsm.daemon.UpResponse
+	4,  // 26: nbfsm.daemon.DaemonService.Down:output_type -> nbfsm.daemon.DownResponse
+	6,  // 27: nbfsm.daemon.DaemonService.Login:output_type -> nbfsm.daemon.LoginResponse
+	8,  // 28: nbfsm.daemon.DaemonService.Logout:output_type -> nbfsm.daemon.LogoutResponse
+	13, // 29: nbfsm.daemon.DaemonService.Status:output_type -> nbfsm.daemon.StatusResponse
+	15, // 30: nbfsm.daemon.DaemonService.Events:output_type -> nbfsm.daemon.Event
+	17, // 31: nbfsm.daemon.DaemonService.Debug:output_type -> nbfsm.daemon.DebugResponse
+	19, // 32: nbfsm.daemon.DaemonService.SetLogLevel:output_type -> nbfsm.daemon.SetLogLevelResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1668,7 +1776,7 @@ func file_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_daemon_proto_rawDesc), len(file_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

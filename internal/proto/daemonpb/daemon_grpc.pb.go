@@ -25,13 +25,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DaemonService_Up_FullMethodName     = "/nbfsm.daemon.DaemonService/Up"
-	DaemonService_Down_FullMethodName   = "/nbfsm.daemon.DaemonService/Down"
-	DaemonService_Login_FullMethodName  = "/nbfsm.daemon.DaemonService/Login"
-	DaemonService_Logout_FullMethodName = "/nbfsm.daemon.DaemonService/Logout"
-	DaemonService_Status_FullMethodName = "/nbfsm.daemon.DaemonService/Status"
-	DaemonService_Events_FullMethodName = "/nbfsm.daemon.DaemonService/Events"
-	DaemonService_Debug_FullMethodName  = "/nbfsm.daemon.DaemonService/Debug"
+	DaemonService_Up_FullMethodName          = "/nbfsm.daemon.DaemonService/Up"
+	DaemonService_Down_FullMethodName        = "/nbfsm.daemon.DaemonService/Down"
+	DaemonService_Login_FullMethodName       = "/nbfsm.daemon.DaemonService/Login"
+	DaemonService_Logout_FullMethodName      = "/nbfsm.daemon.DaemonService/Logout"
+	DaemonService_Status_FullMethodName      = "/nbfsm.daemon.DaemonService/Status"
+	DaemonService_Events_FullMethodName      = "/nbfsm.daemon.DaemonService/Events"
+	DaemonService_Debug_FullMethodName       = "/nbfsm.daemon.DaemonService/Debug"
+	DaemonService_SetLogLevel_FullMethodName = "/nbfsm.daemon.DaemonService/SetLogLevel"
 )
 
 // DaemonServiceClient is the client API for DaemonService service.
@@ -54,6 +55,10 @@ type DaemonServiceClient interface {
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 	// Debug returns the engine's counters.
 	Debug(ctx context.Context, in *DebugRequest, opts ...grpc.CallOption) (*DebugResponse, error)
+	// SetLogLevel changes the daemon's log level until it restarts
+	// (`netbird debug log level`); InvalidArgument for a level it does not
+	// know, FailedPrecondition when the daemon's level is fixed.
+	SetLogLevel(ctx context.Context, in *SetLogLevelRequest, opts ...grpc.CallOption) (*SetLogLevelResponse, error)
 }
 
 type daemonServiceClient struct {
@@ -143,6 +148,16 @@ func (c *daemonServiceClient) Debug(ctx context.Context, in *DebugRequest, opts 
 	return out, nil
 }
 
+func (c *daemonServiceClient) SetLogLevel(ctx context.Context, in *SetLogLevelRequest, opts ...grpc.CallOption) (*SetLogLevelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetLogLevelResponse)
+	err := c.cc.Invoke(ctx, DaemonService_SetLogLevel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DaemonServiceServer is the server API for DaemonService service.
 // All implementations must embed UnimplementedDaemonServiceServer
 // for forward compatibility.
@@ -163,6 +178,10 @@ type DaemonServiceServer interface {
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
 	// Debug returns the engine's counters.
 	Debug(context.Context, *DebugRequest) (*DebugResponse, error)
+	// SetLogLevel changes the daemon's log level until it restarts
+	// (`netbird debug log level`); InvalidArgument for a level it does not
+	// know, FailedPrecondition when the daemon's level is fixed.
+	SetLogLevel(context.Context, *SetLogLevelRequest) (*SetLogLevelResponse, error)
 	mustEmbedUnimplementedDaemonServiceServer()
 }
 
@@ -193,6 +212,9 @@ func (UnimplementedDaemonServiceServer) Events(*EventsRequest, grpc.ServerStream
 }
 func (UnimplementedDaemonServiceServer) Debug(context.Context, *DebugRequest) (*DebugResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Debug not implemented")
+}
+func (UnimplementedDaemonServiceServer) SetLogLevel(context.Context, *SetLogLevelRequest) (*SetLogLevelResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetLogLevel not implemented")
 }
 func (UnimplementedDaemonServiceServer) mustEmbedUnimplementedDaemonServiceServer() {}
 func (UnimplementedDaemonServiceServer) testEmbeddedByValue()                       {}
@@ -334,6 +356,24 @@ func _DaemonService_Debug_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DaemonService_SetLogLevel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetLogLevelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DaemonServiceServer).SetLogLevel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DaemonService_SetLogLevel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DaemonServiceServer).SetLogLevel(ctx, req.(*SetLogLevelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DaemonService_ServiceDesc is the grpc.ServiceDesc for DaemonService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -364,6 +404,10 @@ var DaemonService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Debug",
 			Handler:    _DaemonService_Debug_Handler,
+		},
+		{
+			MethodName: "SetLogLevel",
+			Handler:    _DaemonService_SetLogLevel_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

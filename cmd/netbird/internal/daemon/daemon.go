@@ -53,6 +53,9 @@ type Options struct {
 	// Netstack runs WireGuard on a userspace stack (NB_USE_NETSTACK_MODE).
 	Netstack bool
 	Logger   *zap.Logger
+	// Level, if set, is Logger's level: SetLogLevel changes it at run time
+	// (`netbird debug log level`). nil: the level is fixed.
+	Level *zap.AtomicLevel
 	// NetworkMonitor starts the OS network monitor with each engine (when
 	// the config enables it); nil: none.
 	NetworkMonitor MonitorFactory
