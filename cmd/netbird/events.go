@@ -91,7 +91,7 @@ func newDebugCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "debug",
-		Short: "Print the engine's counters (stale events dropped, bad signal messages by reason, send failures); debug log level sets the log level",
+		Short: "Print the engine's counters (stale events dropped, bad signal messages by reason, send failures); debug log level sets the log level, debug bundle writes a bundle",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withDaemon(cmd, 30*time.Second, func(ctx context.Context, c daemonpb.DaemonServiceClient) error {
@@ -145,7 +145,21 @@ func newDebugCmd(g *globals) *cobra.Command {
 			})
 		},
 	})
-	cmd.AddCommand(logCmd)
+	cmd.AddCommand(logCmd, &cobra.Command{
+		Use:   "bundle",
+		Short: "Write a debug bundle (a zip of status, counters, recent transitions, the config without secrets, goroutines, the log's tail) and print its path",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withDaemon(cmd, time.Minute, func(ctx context.Context, c daemonpb.DaemonServiceClient) error {
+				r, err := c.DebugBundle(ctx, &daemonpb.DebugBundleRequest{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Local file:\n%s\n", r.GetPath())
+				return nil
+			})
+		},
+	})
 	return cmd
 }
 

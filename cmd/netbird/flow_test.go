@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
@@ -338,7 +339,7 @@ func TestNetstackDaemonsFlow(t *testing.T) {
 		cfgA = *c
 	}
 	shown := logs.String() + a.mustCLI(t, "status", "-d") + a.mustCLI(t, "status", "--json") + a.mustCLI(t, "events") +
-		a.mustCLI(t, "debug", "--json")
+		a.mustCLI(t, "debug", "--json") + bundleText(t, a.mustCLI(t, "debug", "bundle"))
 	if !strings.Contains(shown, "engine started") || !strings.Contains(shown, "transition") {
 		t.Fatal("the daemon's debug log was not captured")
 	}
@@ -452,4 +453,39 @@ func TestServiceUnit(t *testing.T) {
 	if systemdQuote(`a"b$c`) != `"a\"b$$c"` {
 		t.Errorf("quote: %s", systemdQuote(`a"b$c`))
 	}
+}
+
+// bundleText reads the zip `debug bundle` printed the path of, checks it
+// holds a connected engine's status and trace, and removes it.
+func bundleText(t *testing.T, out string) string {
+	t.Helper()
+	path := strings.TrimSpace(strings.TrimPrefix(out, "Local file:"))
+	defer os.Remove(path)
+	z, err := zip.OpenReader(path)
+	if err != nil {
+		t.Fatalf("debug bundle printed %q: %v", out, err)
+	}
+	defer z.Close()
+	var all strings.Builder
+	files := map[string]string{}
+	for _, f := range z.File {
+		r, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(r)
+		_ = r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[f.Name] = string(b)
+		all.Write(b)
+	}
+	if !strings.Contains(files["status.json"], "Connected") && !strings.Contains(files["status.json"], "connected") {
+		t.Errorf("bundle status.json has no connected peer:\n%s", files["status.json"])
+	}
+	if !strings.Contains(files["events.txt"], "peer/") {
+		t.Errorf("bundle events.txt has no peer transition:\n%.2000s", files["events.txt"])
+	}
+	return all.String()
 }

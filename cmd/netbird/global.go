@@ -144,6 +144,14 @@ func (g *globals) logger(stdout io.Writer) (*zap.Logger, *zap.AtomicLevel, func(
 	return log, &level, func() { _ = log.Sync(); closeFn() }, nil
 }
 
+// logFilePath is --log-file when it names a file ("" for the console).
+func (g *globals) logFilePath() string {
+	if g.logFile == "console" {
+		return ""
+	}
+	return g.logFile
+}
+
 // netstackMode is NB_USE_NETSTACK_MODE=true.
 func netstackMode() bool { return strings.EqualFold(os.Getenv("NB_USE_NETSTACK_MODE"), "true") }
 

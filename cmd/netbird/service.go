@@ -106,7 +106,7 @@ func newServiceCmd(g *globals) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			d, err := daemon.New(daemon.Options{ConfigPath: g.configPath, Netstack: netstackMode(), Logger: log,
-				Level: level, NetworkMonitor: monitorFactory()})
+				Level: level, LogFile: g.logFilePath(), NetworkMonitor: monitorFactory()})
 			if err != nil {
 				return err
 			}

@@ -236,6 +236,35 @@ func (c *Config) Marshal() ([]byte, error) {
 	return json.MarshalIndent(all, "", "    ")
 }
 
+// Redacted is c for a debug bundle: the known fields with the secrets
+// (PrivateKey, PreSharedKey) shown only as set, and the fields nbfsm does
+// not know (the official file's SSHKey, say) by name only.
+func (c *Config) Redacted() ([]byte, error) {
+	r := *c
+	r.extra = nil
+	for _, s := range []*string{&r.PrivateKey, &r.PreSharedKey} {
+		if *s != "" {
+			*s = Hidden
+		}
+	}
+	own, err := json.Marshal(struct{ *Config }{&r})
+	if err != nil {
+		return nil, err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(own, &all); err != nil {
+		return nil, err
+	}
+	hidden, _ := json.Marshal(Hidden)
+	for k := range c.extra {
+		all[k] = hidden
+	}
+	return json.MarshalIndent(all, "", "    ")
+}
+
+// Hidden stands for a value Redacted leaves out.
+const Hidden = "(set, not shown)"
+
 // Save writes c to path atomically with mode 0600: a temp file in the same
 // directory, fsync, rename, fsync of the directory.
 func (c *Config) Save(path string) error {

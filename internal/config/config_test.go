@@ -168,3 +168,55 @@ func TestApplyEnv(t *testing.T) {
 		t.Fatalf("bad env value: %v", err)
 	}
 }
+
+// TestRedacted: a bundle's config shows every known setting, the secrets
+// only as set, and unknown fields (the official SSHKey) by name only.
+func TestRedacted(t *testing.T) {
+	const psk = "c2VjcmV0LXByZXNoYXJlZC1rZXktdGVzdC1vbmx5LTA="
+	for _, tc := range []struct {
+		name, file string
+		hidden     []string // fields shown as Hidden
+		absent     []string // fields not in the output
+	}{
+		{name: "secrets and an unknown field",
+			file:   `{"PrivateKey":"` + testKey + `","PreSharedKey":"` + psk + `","SSHKey":"-----BEGIN PRIVATE sshsecret","WgIface":"wt7","DisableDNS":true}`,
+			hidden: []string{"PrivateKey", "PreSharedKey", "SSHKey"}},
+		{name: "no preshared key", file: `{"PrivateKey":"` + testKey + `","WgIface":"wt7","DisableDNS":true}`,
+			hidden: []string{"PrivateKey"}, absent: []string{"PreSharedKey", "SSHKey"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := c.Redacted()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := string(b)
+			for _, secret := range []string{testKey, psk, "sshsecret"} {
+				if strings.Contains(out, secret) {
+					t.Errorf("secret %q shown:\n%s", secret, out)
+				}
+			}
+			for _, f := range tc.hidden {
+				if !strings.Contains(out, `"`+f+`": "`+Hidden+`"`) {
+					t.Errorf("%s not shown as hidden:\n%s", f, out)
+				}
+			}
+			for _, f := range tc.absent {
+				if strings.Contains(out, `"`+f+`"`) {
+					t.Errorf("%s shown:\n%s", f, out)
+				}
+			}
+			for _, want := range []string{`"WgIface": "wt7"`, `"DisableDNS": true`, `"MTU": 1280`} {
+				if !strings.Contains(out, want) {
+					t.Errorf("lacks %s:\n%s", want, out)
+				}
+			}
+			if again, _ := c.Marshal(); !strings.Contains(string(again), testKey) {
+				t.Error("Redacted changed the config itself")
+			}
+		})
+	}
+}

@@ -1515,6 +1515,89 @@ func (x *SetLogLevelResponse) GetPrevious() string {
 	return ""
 }
 
+// The zip goes to the daemon's temp directory: a client of the API does
+// not choose where the daemon writes.
+type DebugBundleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DebugBundleRequest) Reset() {
+	*x = DebugBundleRequest{}
+	mi := &file_daemon_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DebugBundleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DebugBundleRequest) ProtoMessage() {}
+
+func (x *DebugBundleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_daemon_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DebugBundleRequest.ProtoReflect.Descriptor instead.
+func (*DebugBundleRequest) Descriptor() ([]byte, []int) {
+	return file_daemon_proto_rawDescGZIP(), []int{20}
+}
+
+type DebugBundleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The zip's path, on the daemon's file system.
+	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DebugBundleResponse) Reset() {
+	*x = DebugBundleResponse{}
+	mi := &file_daemon_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DebugBundleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DebugBundleResponse) ProtoMessage() {}
+
+func (x *DebugBundleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_daemon_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DebugBundleResponse.ProtoReflect.Descriptor instead.
+func (*DebugBundleResponse) Descriptor() ([]byte, []int) {
+	return file_daemon_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DebugBundleResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
 var File_daemon_proto protoreflect.FileDescriptor
 
 const file_daemon_proto_rawDesc = "" +
@@ -1672,7 +1755,10 @@ const file_daemon_proto_rawDesc = "" +
 	"\x05level\x18\x01 \x01(\tR\x05level\"G\n" +
 	"\x13SetLogLevelResponse\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x1a\n" +
-	"\bprevious\x18\x02 \x01(\tR\bprevious2\xb7\x04\n" +
+	"\bprevious\x18\x02 \x01(\tR\bprevious\"\x14\n" +
+	"\x12DebugBundleRequest\")\n" +
+	"\x13DebugBundleResponse\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path2\x8d\x05\n" +
 	"\rDaemonService\x129\n" +
 	"\x02Up\x12\x17.nbfsm.daemon.UpRequest\x1a\x18.nbfsm.daemon.UpResponse\"\x00\x12?\n" +
 	"\x04Down\x12\x19.nbfsm.daemon.DownRequest\x1a\x1a.nbfsm.daemon.DownResponse\"\x00\x12B\n" +
@@ -1681,7 +1767,8 @@ const file_daemon_proto_rawDesc = "" +
 	"\x06Status\x12\x1b.nbfsm.daemon.StatusRequest\x1a\x1c.nbfsm.daemon.StatusResponse\"\x00\x12>\n" +
 	"\x06Events\x12\x1b.nbfsm.daemon.EventsRequest\x1a\x13.nbfsm.daemon.Event\"\x000\x01\x12B\n" +
 	"\x05Debug\x12\x1a.nbfsm.daemon.DebugRequest\x1a\x1b.nbfsm.daemon.DebugResponse\"\x00\x12T\n" +
-	"\vSetLogLevel\x12 .nbfsm.daemon.SetLogLevelRequest\x1a!.nbfsm.daemon.SetLogLevelResponse\"\x00B0Z.github.com/nbfsm/nbfsm/internal/proto/daemonpbb\x06proto3"
+	"\vSetLogLevel\x12 .nbfsm.daemon.SetLogLevelRequest\x1a!.nbfsm.daemon.SetLogLevelResponse\"\x00\x12T\n" +
+	"\vDebugBundle\x12 .nbfsm.daemon.DebugBundleRequest\x1a!.nbfsm.daemon.DebugBundleResponse\"\x00B0Z.github.com/nbfsm/nbfsm/internal/proto/daemonpbb\x06proto3"
 
 var (
 	file_daemon_proto_rawDescOnce sync.Once
@@ -1695,7 +1782,7 @@ func file_daemon_proto_rawDescGZIP() []byte {
 	return file_daemon_proto_rawDescData
 }
 
-var file_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_daemon_proto_goTypes = []any{
 	(*Settings)(nil),              // 0: nbfsm.daemon.Settings
 	(*UpRequest)(nil),             // 1: nbfsm.daemon.UpRequest
@@ -1717,30 +1804,32 @@ var file_daemon_proto_goTypes = []any{
 	(*DebugResponse)(nil),         // 17: nbfsm.daemon.DebugResponse
 	(*SetLogLevelRequest)(nil),    // 18: nbfsm.daemon.SetLogLevelRequest
 	(*SetLogLevelResponse)(nil),   // 19: nbfsm.daemon.SetLogLevelResponse
-	nil,                           // 20: nbfsm.daemon.DebugResponse.SignalRejectedEntry
-	nil,                           // 21: nbfsm.daemon.DebugResponse.SocketEntry
-	nil,                           // 22: nbfsm.daemon.DebugResponse.LinkReconnectsEntry
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*DebugBundleRequest)(nil),    // 20: nbfsm.daemon.DebugBundleRequest
+	(*DebugBundleResponse)(nil),   // 21: nbfsm.daemon.DebugBundleResponse
+	nil,                           // 22: nbfsm.daemon.DebugResponse.SignalRejectedEntry
+	nil,                           // 23: nbfsm.daemon.DebugResponse.SocketEntry
+	nil,                           // 24: nbfsm.daemon.DebugResponse.LinkReconnectsEntry
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_daemon_proto_depIdxs = []int32{
 	0,  // 0: nbfsm.daemon.UpRequest.settings:type_name -> nbfsm.daemon.Settings
-	23, // 1: nbfsm.daemon.UpRequest.wait:type_name -> google.protobuf.Duration
+	25, // 1: nbfsm.daemon.UpRequest.wait:type_name -> google.protobuf.Duration
 	13, // 2: nbfsm.daemon.UpResponse.status:type_name -> nbfsm.daemon.StatusResponse
 	0,  // 3: nbfsm.daemon.LoginRequest.settings:type_name -> nbfsm.daemon.Settings
-	24, // 4: nbfsm.daemon.Link.since:type_name -> google.protobuf.Timestamp
-	24, // 5: nbfsm.daemon.Peer.since:type_name -> google.protobuf.Timestamp
-	23, // 6: nbfsm.daemon.Peer.latency:type_name -> google.protobuf.Duration
-	24, // 7: nbfsm.daemon.Peer.last_handshake:type_name -> google.protobuf.Timestamp
-	24, // 8: nbfsm.daemon.StatusResponse.since:type_name -> google.protobuf.Timestamp
+	26, // 4: nbfsm.daemon.Link.since:type_name -> google.protobuf.Timestamp
+	26, // 5: nbfsm.daemon.Peer.since:type_name -> google.protobuf.Timestamp
+	25, // 6: nbfsm.daemon.Peer.latency:type_name -> google.protobuf.Duration
+	26, // 7: nbfsm.daemon.Peer.last_handshake:type_name -> google.protobuf.Timestamp
+	26, // 8: nbfsm.daemon.StatusResponse.since:type_name -> google.protobuf.Timestamp
 	10, // 9: nbfsm.daemon.StatusResponse.management:type_name -> nbfsm.daemon.Link
 	10, // 10: nbfsm.daemon.StatusResponse.signal:type_name -> nbfsm.daemon.Link
 	11, // 11: nbfsm.daemon.StatusResponse.peers:type_name -> nbfsm.daemon.Peer
 	12, // 12: nbfsm.daemon.StatusResponse.relays:type_name -> nbfsm.daemon.Relay
-	24, // 13: nbfsm.daemon.Event.at:type_name -> google.protobuf.Timestamp
-	20, // 14: nbfsm.daemon.DebugResponse.signal_rejected:type_name -> nbfsm.daemon.DebugResponse.SignalRejectedEntry
-	21, // 15: nbfsm.daemon.DebugResponse.socket:type_name -> nbfsm.daemon.DebugResponse.SocketEntry
-	22, // 16: nbfsm.daemon.DebugResponse.link_reconnects:type_name -> nbfsm.daemon.DebugResponse.LinkReconnectsEntry
+	26, // 13: nbfsm.daemon.Event.at:type_name -> google.protobuf.Timestamp
+	22, // 14: nbfsm.daemon.DebugResponse.signal_rejected:type_name -> nbfsm.daemon.DebugResponse.SignalRejectedEntry
+	23, // 15: nbfsm.daemon.DebugResponse.socket:type_name -> nbfsm.daemon.DebugResponse.SocketEntry
+	24, // 16: nbfsm.daemon.DebugResponse.link_reconnects:type_name -> nbfsm.daemon.DebugResponse.LinkReconnectsEntry
 	1,  // 17: nbfsm.daemon.DaemonService.Up:input_type -> nbfsm.daemon.UpRequest
 	3,  // 18: nbfsm.daemon.DaemonService.Down:input_type -> nbfsm.daemon.DownRequest
 	5,  // 19: nbfsm.daemon.DaemonService.Login:input_type -> nbfsm.daemon.LoginRequest
@@ -1749,16 +1838,18 @@ var file_daemon_proto_depIdxs = []int32{
 	14, // 22: nbfsm.daemon.DaemonService.Events:input_type -> nbfsm.daemon.EventsRequest
 	16, // 23: nbfsm.daemon.DaemonService.Debug:input_type -> nbfsm.daemon.DebugRequest
 	18, // 24: nbfsm.daemon.DaemonService.SetLogLevel:input_type -> nbfsm.daemon.SetLogLevelRequest
-	2,  // 25: nbfsm.daemon.DaemonService.Up:output_type -> nbfsm.daemon.UpResponse
-	4,  // 26: nbfsm.daemon.DaemonService.Down:output_type -> nbfsm.daemon.DownResponse
-	6,  // 27: nbfsm.daemon.DaemonService.Login:output_type -> nbfsm.daemon.LoginResponse
-	8,  // 28: nbfsm.daemon.DaemonService.Logout:output_type -> nbfsm.daemon.LogoutResponse
-	13, // 29: nbfsm.daemon.DaemonService.Status:output_type -> nbfsm.daemon.StatusResponse
-	15, // 30: nbfsm.daemon.DaemonService.Events:output_type -> nbfsm.daemon.Event
-	17, // 31: nbfsm.daemon.DaemonService.Debug:output_type -> nbfsm.daemon.DebugResponse
-	19, // 32: nbfsm.daemon.DaemonService.SetLogLevel:output_type -> nbfsm.daemon.SetLogLevelResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
+	20, // 25: nbfsm.daemon.DaemonService.DebugBundle:input_type -> nbfsm.daemon.DebugBundleRequest
+	2,  // 26: nbfsm.daemon.DaemonService.Up:output_type -> nbfsm.daemon.UpResponse
+	4,  // 27: nbfsm.daemon.DaemonService.Down:output_type -> nbfsm.daemon.DownResponse
+	6,  // 28: nbfsm.daemon.DaemonService.Login:output_type -> nbfsm.daemon.LoginResponse
+	8,  // 29: nbfsm.daemon.DaemonService.Logout:output_type -> nbfsm.daemon.LogoutResponse
+	13, // 30: nbfsm.daemon.DaemonService.Status:output_type -> nbfsm.daemon.StatusResponse
+	15, // 31: nbfsm.daemon.DaemonService.Events:output_type -> nbfsm.daemon.Event
+	17, // 32: nbfsm.daemon.DaemonService.Debug:output_type -> nbfsm.daemon.DebugResponse
+	19, // 33: nbfsm.daemon.DaemonService.SetLogLevel:output_type -> nbfsm.daemon.SetLogLevelResponse
+	21, // 34: nbfsm.daemon.DaemonService.DebugBundle:output_type -> nbfsm.daemon.DebugBundleResponse
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1776,7 +1867,7 @@ func file_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_daemon_proto_rawDesc), len(file_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

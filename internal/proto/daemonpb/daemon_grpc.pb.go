@@ -33,6 +33,7 @@ const (
 	DaemonService_Events_FullMethodName      = "/nbfsm.daemon.DaemonService/Events"
 	DaemonService_Debug_FullMethodName       = "/nbfsm.daemon.DaemonService/Debug"
 	DaemonService_SetLogLevel_FullMethodName = "/nbfsm.daemon.DaemonService/SetLogLevel"
+	DaemonService_DebugBundle_FullMethodName = "/nbfsm.daemon.DaemonService/DebugBundle"
 )
 
 // DaemonServiceClient is the client API for DaemonService service.
@@ -59,6 +60,10 @@ type DaemonServiceClient interface {
 	// (`netbird debug log level`); InvalidArgument for a level it does not
 	// know, FailedPrecondition when the daemon's level is fixed.
 	SetLogLevel(ctx context.Context, in *SetLogLevelRequest, opts ...grpc.CallOption) (*SetLogLevelResponse, error)
+	// DebugBundle writes a zip (mode 0600) of what a maintainer asks for when
+	// a user reports a problem: status, counters, the trace ring, the config
+	// without its secrets, the goroutines, the log's tail.
+	DebugBundle(ctx context.Context, in *DebugBundleRequest, opts ...grpc.CallOption) (*DebugBundleResponse, error)
 }
 
 type daemonServiceClient struct {
@@ -158,6 +163,16 @@ func (c *daemonServiceClient) SetLogLevel(ctx context.Context, in *SetLogLevelRe
 	return out, nil
 }
 
+func (c *daemonServiceClient) DebugBundle(ctx context.Context, in *DebugBundleRequest, opts ...grpc.CallOption) (*DebugBundleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DebugBundleResponse)
+	err := c.cc.Invoke(ctx, DaemonService_DebugBundle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DaemonServiceServer is the server API for DaemonService service.
 // All implementations must embed UnimplementedDaemonServiceServer
 // for forward compatibility.
@@ -182,6 +197,10 @@ type DaemonServiceServer interface {
 	// (`netbird debug log level`); InvalidArgument for a level it does not
 	// know, FailedPrecondition when the daemon's level is fixed.
 	SetLogLevel(context.Context, *SetLogLevelRequest) (*SetLogLevelResponse, error)
+	// DebugBundle writes a zip (mode 0600) of what a maintainer asks for when
+	// a user reports a problem: status, counters, the trace ring, the config
+	// without its secrets, the goroutines, the log's tail.
+	DebugBundle(context.Context, *DebugBundleRequest) (*DebugBundleResponse, error)
 	mustEmbedUnimplementedDaemonServiceServer()
 }
 
@@ -215,6 +234,9 @@ func (UnimplementedDaemonServiceServer) Debug(context.Context, *DebugRequest) (*
 }
 func (UnimplementedDaemonServiceServer) SetLogLevel(context.Context, *SetLogLevelRequest) (*SetLogLevelResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetLogLevel not implemented")
+}
+func (UnimplementedDaemonServiceServer) DebugBundle(context.Context, *DebugBundleRequest) (*DebugBundleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DebugBundle not implemented")
 }
 func (UnimplementedDaemonServiceServer) mustEmbedUnimplementedDaemonServiceServer() {}
 func (UnimplementedDaemonServiceServer) testEmbeddedByValue()                       {}
@@ -374,6 +396,24 @@ func _DaemonService_SetLogLevel_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DaemonService_DebugBundle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DebugBundleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DaemonServiceServer).DebugBundle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DaemonService_DebugBundle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DaemonServiceServer).DebugBundle(ctx, req.(*DebugBundleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DaemonService_ServiceDesc is the grpc.ServiceDesc for DaemonService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -408,6 +448,10 @@ var DaemonService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetLogLevel",
 			Handler:    _DaemonService_SetLogLevel_Handler,
+		},
+		{
+			MethodName: "DebugBundle",
+			Handler:    _DaemonService_DebugBundle_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

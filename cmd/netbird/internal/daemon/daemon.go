@@ -56,6 +56,9 @@ type Options struct {
 	// Level, if set, is Logger's level: SetLogLevel changes it at run time
 	// (`netbird debug log level`). nil: the level is fixed.
 	Level *zap.AtomicLevel
+	// LogFile is the log's path, for debug bundles; "": the log is not a
+	// file (stdout, or tests).
+	LogFile string
 	// NetworkMonitor starts the OS network monitor with each engine (when
 	// the config enables it); nil: none.
 	NetworkMonitor MonitorFactory
