@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
@@ -461,25 +460,13 @@ func bundleText(t *testing.T, out string) string {
 	t.Helper()
 	path := strings.TrimSpace(strings.TrimPrefix(out, "Local file:"))
 	defer os.Remove(path)
-	z, err := zip.OpenReader(path)
+	files, err := daemon.ReadBundle(path)
 	if err != nil {
 		t.Fatalf("debug bundle printed %q: %v", out, err)
 	}
-	defer z.Close()
 	var all strings.Builder
-	files := map[string]string{}
-	for _, f := range z.File {
-		r, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(r)
-		_ = r.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[f.Name] = string(b)
-		all.Write(b)
+	for _, b := range files {
+		all.WriteString(b)
 	}
 	if !strings.Contains(files["status.json"], "Connected") && !strings.Contains(files["status.json"], "connected") {
 		t.Errorf("bundle status.json has no connected peer:\n%s", files["status.json"])

@@ -148,6 +148,30 @@ func (d *Daemon) bundleEntries(now time.Time) []bundleEntry {
 	return out
 }
 
+// ReadBundle reads a bundle's files by name (tests, and tools that check a
+// bundle before it is sent).
+func ReadBundle(path string) (map[string]string, error) {
+	z, err := zip.OpenReader(path)
+	if err != nil {
+		return nil, err
+	}
+	defer z.Close()
+	out := map[string]string{}
+	for _, f := range z.File {
+		r, err := f.Open()
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(io.LimitReader(r, 1<<30))
+		_ = r.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Name, err)
+		}
+		out[f.Name] = string(b)
+	}
+	return out, nil
+}
+
 // logTail is the file's last max bytes, from the first line that starts
 // in them.
 func logTail(path string, max int64) ([]byte, error) {

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"archive/zip"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,29 +17,6 @@ const (
 	bundleTestKey = "qEh6uL1QfL8A3o3tdHuMDtDaC3BQ3iJYZ3m6ZXvsI0o=" // test only
 	bundleTestPSK = "c2VjcmV0LXByZXNoYXJlZC1rZXktdGVzdC1vbmx5LTA=" // test only
 )
-
-func readZip(t *testing.T, path string) map[string]string {
-	t.Helper()
-	z, err := zip.OpenReader(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer z.Close()
-	out := map[string]string{}
-	for _, f := range z.File {
-		r, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(r)
-		_ = r.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[f.Name] = string(b)
-	}
-	return out
-}
 
 // TestBundle: a bundle of a daemon with no engine holds every part, mode
 // 0600, the log's tail from a line's start, and none of the config's
@@ -83,7 +58,10 @@ func TestBundle(t *testing.T) {
 			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 				t.Fatalf("bundle %s: %v, mode %v", path, err, fi.Mode())
 			}
-			files := readZip(t, path)
+			files, err := ReadBundle(path)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var names []string
 			for n := range files {
 				names = append(names, n)
