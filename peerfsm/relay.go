@@ -166,8 +166,11 @@ var relayAcquired = &fsm.Guard[*Peer]{Name: "relay-acquired", Fn: func(m *fsm.Ma
 	return m.Data.relayAcquired
 }}
 
-var agentRunning = &fsm.Guard[*Peer]{Name: "agent-running", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
-	return m.Data.ice != nil
+// agentRunningSignalUp: back to checking only while signal is up; with
+// signal down a peer never enters checking (it could get no new
+// candidates), it parks.
+var agentRunningSignalUp = &fsm.Guard[*Peer]{Name: "agent-running-signal-up", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
+	return m.Data.ice != nil && m.Data.SignalUp
 }}
 
 // newRemoteRelay: a repeated offer or answer of the same remote session
@@ -602,12 +605,12 @@ var relayRows = []fsm.Transition[*Peer]{
 	{From: OverRelay, Event: EvICEConnected, Guard: pairRelayed, To: Relayed, Action: recordPair},
 	{From: OverRelay, Event: EvICEConnected, To: Direct, Action: recordPair, Doc: "upgrade: the endpoint is switched"},
 	{From: OverRelay, Event: EvICEFailed, Action: stopAgent, Doc: "no direct path: the relay stays"},
-	{From: OverRelay, Event: relayuse.EvLost, Guard: agentRunning, To: Checking, Action: forgetRelay},
+	{From: OverRelay, Event: relayuse.EvLost, Guard: agentRunningSignalUp, To: Checking, Action: forgetRelay},
 	{From: OverRelay, Event: relayuse.EvLost, Guard: signalIsUp, To: Backoff, Action: forgetRelay},
 	{From: OverRelay, Event: relayuse.EvLost, To: Parked, Action: forgetRelay},
 	{From: OverRelay, Event: EvPark, Action: signalDown, Doc: "WireGuard does not need signal: stay"},
 	{From: OverRelay, Event: EvRelayFailed, Guard: wgStale, Action: nothing, Doc: "late: for a WireGuard peer removed since"},
-	{From: OverRelay, Event: EvRelayFailed, Guard: agentRunning, To: Checking, Action: relayFailed,
+	{From: OverRelay, Event: EvRelayFailed, Guard: agentRunningSignalUp, To: Checking, Action: relayFailed,
 		Doc: "the relay could not be bridged to WireGuard: not used; ICE goes on"},
 	{From: OverRelay, Event: EvRelayFailed, Guard: signalIsUp, To: Backoff, Action: relayFailed},
 	{From: OverRelay, Event: EvRelayFailed, To: Parked, Action: relayFailed},
