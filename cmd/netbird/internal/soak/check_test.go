@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// Check's margins: the heap against its start, RSS against the larger of
-// the start's RSS and heap.
+// Check's margins: the live heap at the end and in between against the
+// start's, RSS against the GC's goal of the larger.
 func TestCheck(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
@@ -16,9 +16,14 @@ func TestCheck(t *testing.T) {
 	}{
 		{"flat", Result{HeapStart: 500 * mib, HeapEnd: 510 * mib, RSSStart: 200 * mib, RSSPeak: 520 * mib, RSSEnd: 500 * mib}, ""},
 		{"buffers touched: RSS rises to the heap", Result{HeapStart: 570 * mib, HeapEnd: 580 * mib, RSSStart: 224 * mib, RSSPeak: 700 * mib, RSSEnd: 690 * mib}, ""},
+		{"8-minute soak: RSS rises to the heap in use", Result{HeapStart: 558 * mib, HeapEnd: 545 * mib, LivePeak: 951 * mib,
+			RSSStart: 204 * mib, RSSPeak: 1306 * mib, RSSEnd: 1063 * mib}, ""},
 		{"heap grew", Result{HeapStart: 500 * mib, HeapEnd: 900 * mib, RSSStart: 200 * mib, RSSPeak: 500 * mib, RSSEnd: 500 * mib}, "heap 900 MiB"},
-		{"RSS beyond what the process held", Result{HeapStart: 500 * mib, HeapEnd: 500 * mib, RSSStart: 200 * mib, RSSPeak: 1100 * mib, RSSEnd: 600 * mib}, "RSS peak 1100 MiB"},
-		{"RSS at the end", Result{HeapStart: 100 * mib, HeapEnd: 100 * mib, RSSStart: 300 * mib, RSSPeak: 500 * mib, RSSEnd: 800 * mib}, "bound 706 MiB"},
+		{"live heap held during the soak", Result{HeapStart: 500 * mib, HeapEnd: 500 * mib, LivePeak: 1200 * mib, RSSStart: 200 * mib,
+			RSSPeak: 900 * mib, RSSEnd: 600 * mib}, "live heap 1200 MiB at a GC during the soak, bound 1128 MiB"},
+		{"RSS beyond the GC's goal", Result{HeapStart: 500 * mib, HeapEnd: 500 * mib, LivePeak: 520 * mib, RSSStart: 200 * mib,
+			RSSPeak: 1500 * mib, RSSEnd: 600 * mib}, "RSS peak 1500 MiB / end 600 MiB, bound 1400 MiB"},
+		{"RSS at the end", Result{HeapStart: 100 * mib, HeapEnd: 100 * mib, RSSStart: 300 * mib, RSSPeak: 400 * mib, RSSEnd: 800 * mib}, "bound 476 MiB"},
 		{"violation", Result{Violations: []string{"peer offering while signal down"}}, "offering while signal down"},
 	} {
 		err := tc.r.Check()

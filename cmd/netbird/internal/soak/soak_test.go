@@ -43,8 +43,8 @@ func TestSoak(t *testing.T) {
 		res.Pairs < res.ClientsEnd*(res.ClientsEnd-1)/2 {
 		t.Errorf("seed %d: %d pairs pinged among %d clients", seed, res.Pairs, res.ClientsEnd)
 	}
-	t.Logf("seed %d: faults %v; converged %v after the last; %d pairs pinged; heap %d → %d MiB; RSS %d → %d MiB, peak %d MiB",
-		seed, res.Faults, res.Converged, res.Pairs, res.HeapStart>>20, res.HeapEnd>>20, res.RSSStart>>20, res.RSSEnd>>20, res.RSSPeak>>20)
+	t.Logf("seed %d: faults %v; converged %v after the last; %d pairs pinged; heap %d → %d MiB (live at most %d MiB); RSS %d → %d MiB, peak %d MiB",
+		seed, res.Faults, res.Converged, res.Pairs, res.HeapStart>>20, res.HeapEnd>>20, res.LivePeak>>20, res.RSSStart>>20, res.RSSEnd>>20, res.RSSPeak>>20)
 	// Every client and server closed: the goroutines are back to the
 	// baseline (goleak waits for the ones still ending).
 	goleak.VerifyNone(t)
