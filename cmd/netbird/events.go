@@ -130,7 +130,7 @@ func newDebugCmd(g *globals) *cobra.Command {
 		Use:       "level LEVEL",
 		Short:     "Set the daemon's log level until it restarts: " + daemon.LevelNames,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"trace", "debug", "info", "warn", "error", "panic", "fatal"},
+		ValidArgs: daemon.Levels,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := daemon.ParseLevel(args[0]); err != nil {
 				return err

@@ -471,8 +471,8 @@ func bundleText(t *testing.T, out string) string {
 	if !strings.Contains(files["status.json"], "Connected") && !strings.Contains(files["status.json"], "connected") {
 		t.Errorf("bundle status.json has no connected peer:\n%s", files["status.json"])
 	}
-	if !strings.Contains(files["events.txt"], "peer/") {
-		t.Errorf("bundle events.txt has no peer transition:\n%.2000s", files["events.txt"])
+	if !strings.Contains(files["events.jsonl"], "peer/") {
+		t.Errorf("bundle events.jsonl has no peer transition:\n%.2000s", files["events.jsonl"])
 	}
 	return all.String()
 }

@@ -222,12 +222,8 @@ func Parse(b []byte) (*Config, error) {
 
 // Marshal renders the file: the known fields and the kept unknown ones.
 func (c *Config) Marshal() ([]byte, error) {
-	own, err := json.Marshal(struct{ *Config }{c})
+	all, err := c.knownFields()
 	if err != nil {
-		return nil, err
-	}
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(own, &all); err != nil {
 		return nil, err
 	}
 	for k, v := range c.extra {
@@ -236,23 +232,31 @@ func (c *Config) Marshal() ([]byte, error) {
 	return json.MarshalIndent(all, "", "    ")
 }
 
-// Redacted is c for a debug bundle: the known fields with the secrets
-// (PrivateKey, PreSharedKey) shown only as set, and the fields nbfsm does
-// not know (the official file's SSHKey, say) by name only.
-func (c *Config) Redacted() ([]byte, error) {
-	r := *c
-	r.extra = nil
-	for _, s := range []*string{&r.PrivateKey, &r.PreSharedKey} {
-		if *s != "" {
-			*s = Hidden
-		}
-	}
-	own, err := json.Marshal(struct{ *Config }{&r})
+// knownFields is the fields Config owns, by JSON name.
+func (c *Config) knownFields() (map[string]json.RawMessage, error) {
+	own, err := json.Marshal(struct{ *Config }{c})
 	if err != nil {
 		return nil, err
 	}
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(own, &all); err != nil {
+		return nil, err
+	}
+	return all, nil
+}
+
+// Redacted is c for a debug bundle: the known fields with the secrets
+// (PrivateKey, PreSharedKey) shown only as set, and the fields nbfsm does
+// not know (the official file's SSHKey, say) by name only.
+func (c *Config) Redacted() ([]byte, error) {
+	r := *c
+	for _, s := range []*string{&r.PrivateKey, &r.PreSharedKey} {
+		if *s != "" {
+			*s = Hidden
+		}
+	}
+	all, err := r.knownFields()
+	if err != nil {
 		return nil, err
 	}
 	hidden, _ := json.Marshal(Hidden)

@@ -114,16 +114,11 @@ func (d *Daemon) bundleEntries(now time.Time) []bundleEntry {
 
 	var ev bytes.Buffer
 	for _, r := range d.ring.Snapshot() {
-		fmt.Fprintf(&ev, "%s %s %s %s: %s -> %s", r.At.UTC().Format(time.RFC3339Nano), r.Machine, r.Kind, r.Event, r.From, r.To)
-		if r.Internal {
-			ev.WriteString(" (internal)")
+		if b, err := protojson.Marshal(event(r)); err == nil { // the Events API's message, one a line
+			ev.Write(append(b, '\n'))
 		}
-		if r.Cause != "" {
-			fmt.Fprintf(&ev, " cause=%q", r.Cause)
-		}
-		fmt.Fprintf(&ev, " gen=%d\n", r.Gen)
 	}
-	out = append(out, bundleEntry{"events.txt", ev.Bytes()})
+	out = append(out, bundleEntry{"events.jsonl", ev.Bytes()})
 
 	cfg := d.Config()
 	b, err := cfg.Redacted()

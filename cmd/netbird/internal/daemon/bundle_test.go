@@ -67,7 +67,7 @@ func TestBundle(t *testing.T) {
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			want := "config.json debug.json events.txt goroutines.txt status.json version.txt"
+			want := "config.json debug.json events.jsonl goroutines.txt status.json version.txt"
 			if tc.logWant != nil {
 				want = "client.log " + want
 			}

@@ -13,8 +13,12 @@ import (
 	"github.com/nbfsm/nbfsm/internal/proto/daemonpb"
 )
 
-// LevelNames lists the levels ParseLevel takes, for messages and help.
-const LevelNames = "trace, debug, info, warn, error, panic, fatal"
+// Levels are the names ParseLevel takes (and "warning"), for messages,
+// help and completion; LevelNames is them in a line.
+var (
+	Levels     = []string{"trace", "debug", "info", "warn", "error", "panic", "fatal"}
+	LevelNames = strings.Join(Levels, ", ")
+)
 
 // ParseLevel reads a log level the way the official client's flags and
 // `netbird debug log level` take it: zap's names, and trace, which is debug
