@@ -46,7 +46,7 @@ type Foreign struct {
 	Linger       time.Duration
 	LastErr      string
 
-	conn   *relay.Conn
+	conn   Conn
 	cancel func()
 	hc     fsm.TimerID
 	users  map[string]relay.PeerID
@@ -54,6 +54,9 @@ type Foreign struct {
 
 // Users is how many peers use the foreign relay.
 func (f *Foreign) Users() int { return len(f.users) }
+
+// Holders lists the peer machines that hold the foreign relay, sorted.
+func (f *Foreign) Holders() []string { return sortedUsers(f.users) }
 
 func addForeign(m *fsm.Machine[*Link], addr string, ip netip.Addr) (*fsm.Machine[*Foreign], error) {
 	l := m.Data
@@ -174,7 +177,7 @@ func foreignConnected(m *fsm.Machine[*Foreign], _ fsm.Envelope) {
 	m.Log().Debug("foreign relay connected", zap.String("address", f.Addr), zap.Int("users", len(f.users)))
 	for _, id := range sortedUsers(f.users) {
 		watch(f.conn, f.users[id])
-		m.Send(id, EvReady, Ready{Addr: f.Addr, Conn: opener(f.conn)})
+		m.Send(id, EvReady, Ready{Addr: f.Addr, Conn: f.conn})
 	}
 }
 
@@ -202,7 +205,7 @@ func addUser(m *fsm.Machine[*Foreign], e fsm.Envelope) {
 	}
 	rewatch(m.Data.conn, m.Data.users, u)
 	if m.In(ForeignUp) {
-		m.Send(u.Peer, EvReady, Ready{Addr: m.Data.Addr, Conn: opener(m.Data.conn)})
+		m.Send(u.Peer, EvReady, Ready{Addr: m.Data.Addr, Conn: m.Data.conn})
 	}
 }
 

@@ -61,10 +61,19 @@ type (
 	Opener = relayuse.Opener
 )
 
+// Conn is what the machines use of an authenticated relay connection: its
+// users' virtual connections (Open) and the peer-state subscriptions.
+// Production's is a *relay.Conn (UpOf); the model check plays a fake.
+type Conn interface {
+	Opener
+	Watch(remote relay.PeerID)
+	Unwatch(remote relay.PeerID)
+}
+
 // Up is what EvUp carries: the authenticated connection and what the
 // machine keeps of it.
 type Up struct {
-	Conn     *relay.Conn
+	Conn     Conn
 	Addr     string // instance address from the AuthResponse
 	ServerIP netip.Addr
 	URL      string // the URL dialed
@@ -72,20 +81,13 @@ type Up struct {
 
 // UpOf describes an authenticated connection.
 func UpOf(c *relay.Conn) Up {
-	return Up{Conn: c, Addr: c.InstanceAddr(), ServerIP: c.ServerIP(), URL: c.URL()}
+	return Up{Conn: relayConn{c}, Addr: c.InstanceAddr(), ServerIP: c.ServerIP(), URL: c.URL()}
 }
 
-type connOpener struct{ c *relay.Conn }
+// relayConn is a *relay.Conn as a Conn.
+type relayConn struct{ *relay.Conn }
 
-func (o connOpener) Open(remote relay.PeerID) (net.Conn, error) { return o.c.OpenPeer(remote) }
-
-// opener is c as an Opener (nil for nil).
-func opener(c *relay.Conn) Opener {
-	if c == nil {
-		return nil
-	}
-	return connOpener{c}
-}
+func (c relayConn) Open(remote relay.PeerID) (net.Conn, error) { return c.OpenPeer(remote) }
 
 // Link is the home relay link's data.
 type Link struct {
@@ -107,7 +109,7 @@ type Link struct {
 
 	link.Core
 
-	conn    *relay.Conn
+	conn    Conn
 	hc      fsm.TimerID
 	users   map[string]relay.PeerID           // peer machine ids on the home relay → their remote
 	foreign map[string]*fsm.Machine[*Foreign] // by instance address
@@ -124,7 +126,10 @@ func New(l *fsm.Loop, d *Link, parent fsm.Node) (*fsm.Machine[*Link], error) {
 }
 
 // Conn is the home connection while connected (nil otherwise).
-func (l *Link) Conn() *relay.Conn { return l.conn }
+func (l *Link) Conn() Conn { return l.conn }
+
+// Holders lists the peer machines that hold the home relay, sorted.
+func (l *Link) Holders() []string { return sortedUsers(l.users) }
 
 // Users is how many peers use the home relay.
 func (l *Link) Users() int { return len(l.users) }
@@ -188,7 +193,7 @@ func connected(m *fsm.Machine[*Link], _ fsm.Envelope) {
 	l.Succeeded()
 	l.hc = m.After(l.healthWindow(), EvSilent, nil)
 	m.Log().Info("relay connected", zap.String("address", l.Addr), zap.Int("users", len(l.users)))
-	ready := Ready{Addr: l.Addr, Conn: opener(l.conn)}
+	ready := Ready{Addr: l.Addr, Conn: l.conn}
 	for _, id := range sortedUsers(l.users) {
 		watch(l.conn, l.users[id])
 		m.Send(id, EvReady, ready)
@@ -228,7 +233,7 @@ func acquire(m *fsm.Machine[*Link], e fsm.Envelope) {
 	if l.isHome(u.Addr) {
 		rewatch(l.conn, l.users, u)
 		if m.In(Connected) {
-			m.Send(u.Peer, EvReady, Ready{Addr: l.Addr, Conn: opener(l.conn)})
+			m.Send(u.Peer, EvReady, Ready{Addr: l.Addr, Conn: l.conn})
 		}
 		return
 	}
@@ -296,20 +301,20 @@ func sortedUsers(u map[string]relay.PeerID) []string {
 // writes the Subscribe); the relay's PeersOnline and PeersWentOffline go to
 // the users whose remote they name.
 
-func watch(c *relay.Conn, r relay.PeerID) {
+func watch(c Conn, r relay.PeerID) {
 	if c != nil && r != (relay.PeerID{}) {
 		c.Watch(r)
 	}
 }
 
-func unwatch(c *relay.Conn, r relay.PeerID) {
+func unwatch(c Conn, r relay.PeerID) {
 	if c != nil && r != (relay.PeerID{}) {
 		c.Unwatch(r)
 	}
 }
 
 // rewatch records u in users and moves the watch if its remote changed.
-func rewatch(c *relay.Conn, users map[string]relay.PeerID, u Use) {
+func rewatch(c Conn, users map[string]relay.PeerID, u Use) {
 	prev, had := users[u.Peer]
 	users[u.Peer] = u.Remote
 	if had && prev == u.Remote {
