@@ -92,10 +92,14 @@ type Loop struct {
 	tables    map[any]*looplab.FSM // per machine kind (*Compiled): see Machine.cur
 	observers []Observer
 	nextTimer uint64
-	log       *zap.Logger
-	now       func() time.Time
-	timers    TimerFactory
-	measure   bool
+	// gens is the last generation handed out: generations are unique in
+	// the loop, so that a worker of a removed machine cannot post into a
+	// new machine with the same id (their first generations would match).
+	gens    uint64
+	log     *zap.Logger
+	now     func() time.Time
+	timers  TimerFactory
+	measure bool
 	// clock is the time the loop took the current batch of events: every
 	// transition of the batch is stamped with it. One clock read per wake-up
 	// instead of one per transition (a clock read costs as much as a third
@@ -330,6 +334,12 @@ func (l *Loop) Remove(id string) {
 	}
 	n.stop()
 	delete(l.machines, id)
+}
+
+// nextGen returns a generation no machine of the loop has had.
+func (l *Loop) nextGen() uint64 {
+	l.gens++
+	return l.gens
 }
 
 // table returns the loop's looplab FSM of the machine kind c, made by mk the

@@ -63,7 +63,7 @@ type childSet struct {
 // Only for the loop goroutine, or before Run.
 func Add[C any](l *Loop, c *Compiled[C], id string, data C, parent Node) (*Machine[C], error) {
 	m := &Machine[C]{
-		Data: data, c: c, id: id, loop: l, since: l.now(), gen: 1,
+		Data: data, c: c, id: id, loop: l, since: l.now(), gen: l.nextGen(),
 		lastFrom: -1, lastTo: c.initial, cur: c.initial,
 	}
 	m.lf = l.table(c, func() *looplab.FSM { return looplab.NewFSM(string(c.name(c.initial)), c.looplab, nil) })
@@ -106,8 +106,11 @@ func (m *Machine[C]) Gen() uint64 { return m.gen }
 
 // NewGeneration starts a new generation: events posted by workers of older
 // generations are dropped from now on. Call it when starting a new attempt.
+// Generations are unique in the loop, not only in the machine: a machine
+// removed and added again under its id does not take its predecessor's
+// workers' events for its own.
 func (m *Machine[C]) NewGeneration() uint64 {
-	m.gen++
+	m.gen = m.loop.nextGen()
 	return m.gen
 }
 
@@ -467,7 +470,7 @@ func (m *Machine[C]) stop() {
 		m.timers[0].t.Stop()
 		m.dropTimer(0)
 	}
-	m.gen++
+	m.gen = m.loop.nextGen()
 	if m.parent != nil {
 		m.parent.removeChild(m)
 	}

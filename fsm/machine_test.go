@@ -173,6 +173,34 @@ func TestStaleGenerationDropped(t *testing.T) {
 	}
 }
 
+// A machine removed and added again under the same id is a new machine: a
+// worker of the old one, which started its attempt at the same point of
+// its life, must not post into it (found by the model check: a foreign
+// relay re-opened after a stop took the old dial's late "up").
+func TestRemovedMachinesWorkersDropped(t *testing.T) {
+	l, m, _ := newLamp(t, &ex.Lamp{})
+	l.Deliver(fsm.Envelope{To: m.ID(), Event: ex.Switch})
+	m.NewGeneration()
+	old := m.Worker()
+	l.Remove(m.ID())
+	again, err := fsm.Add(l, ex.LampSpec, m.ID(), &ex.Lamp{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Deliver(fsm.Envelope{To: again.ID(), Event: ex.Switch})
+	again.NewGeneration() // the same attempt of its life as old's
+	if again.Gen() == old.Gen() {
+		t.Fatalf("the new machine's generation %d is the removed one's", again.Gen())
+	}
+	l.Deliver(fsm.Envelope{To: old.To(), Event: ex.Measured, Data: 70, Gen: old.Gen()})
+	if again.Data.Watts != 0 {
+		t.Fatalf("watts = %d: the removed machine's worker posted into the new one", again.Data.Watts)
+	}
+	if s := l.Stats(); s.StaleGen != 1 {
+		t.Fatalf("staleGen = %d", s.StaleGen)
+	}
+}
+
 func TestRaiseRunsAfterCurrentCompletes(t *testing.T) {
 	type data struct{ log []string }
 	spec := fsm.MustCompile(fsm.Spec[*data]{
