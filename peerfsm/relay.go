@@ -180,6 +180,13 @@ var newRemoteRelay = &fsm.Guard[*Peer]{Name: "new-relay", Fn: func(m *fsm.Machin
 	return a != "" && a != m.Data.RemoteRelay && sameRemoteSession.Fn(m, e)
 }}
 
+// newRelayMovesPath: a repeated offer or answer names a new relay of the
+// remote, and the remote is the controller: the pair's relay moves there,
+// and the path on the old one is closed (acquireRelay releases it).
+var newRelayMovesPath = &fsm.Guard[*Peer]{Name: "new-relay-moves-path", Fn: func(m *fsm.Machine[*Peer], e fsm.Envelope) bool {
+	return newRemoteRelay.Fn(m, e) && !Controlling(m.Data.Own, m.Data.Remote)
+}}
+
 // relayOnlyMovesRelay: a relay-only message that names a relay of the
 // controller's this side did not know, this side is not the controller,
 // and that relay is not the one the session holds: the pair's relay is
@@ -596,6 +603,9 @@ var relayRows = []fsm.Transition[*Peer]{
 
 	// Relay beside ICE.
 	{From: ICE, Event: EvRelayUp, Action: relayCameUp, Doc: "the home relay came up after the agent started"},
+	{From: OverRelay, Event: EvOffer, Guard: newRelayMovesPath, To: Checking, Action: answerAgainWithRelay,
+		Doc: "the controller moved to another relay: WireGuard waits for it there (one check deadline), ICE goes on"},
+	{From: OverRelay, Event: EvAnswer, Guard: newRelayMovesPath, To: Checking, Action: noteAndAcquire},
 	{From: ICE, Event: EvOffer, Guard: newRemoteRelay, Action: answerAgainWithRelay},
 	{From: ICE, Event: EvAnswer, Guard: newRemoteRelay, Action: noteAndAcquire},
 	{From: Checking, Event: EvICEFailed, Guard: relayAcquired, Action: stopAgent,

@@ -119,6 +119,15 @@ func TestRelayPath(t *testing.T) {
 				{on(e(EvICEFailed, errors.New("ice failed"))), OverRelay, []string{"StopICE"}},
 				{on(fsm.Envelope{Event: relayuse.EvLost, Data: farRelay}), Backoff, []string{"RemovePeer"}},
 			}},
+		{name: "non-controller over the controller's relay: the controller moves to another relay, WireGuard follows", target: homeRelay,
+			steps: []step{
+				{on(e(EvUnpark)), Offering, []string{"Send offer L1"}},
+				{on(relayAnswer("R1", farRelay)), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=false pending=0"}},
+				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, farRelay) }, OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
+				{on(relayAnswer("R1", homeRelay)), Checking, nil},                                  // the path on the old relay is closed
+				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, farRelay) }, Checking, nil}, // the old relay: not the target
+				{func(fx *fakeEffects) fsm.Envelope { return ready(fx, homeRelay) }, OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
+			}},
 		{name: "relay-only remote (\":\"): answered, served, waits for a lost relay", own: true, target: homeRelay,
 			steps: []step{
 				{on(relayOffer("", farRelay)), RelayWaiting, []string{"SetPeer", "Send answer L1"}},
