@@ -3,6 +3,7 @@ package modelcheck
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 	"time"
@@ -12,8 +13,10 @@ import (
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
+	"github.com/nbfsm/nbfsm/internal/relay"
 	"github.com/nbfsm/nbfsm/internal/sigwire"
 	"github.com/nbfsm/nbfsm/peerfsm"
+	"github.com/nbfsm/nbfsm/relayfsm"
 	"github.com/nbfsm/nbfsm/signalfsm"
 )
 
@@ -157,7 +160,12 @@ type peersFake struct {
 	agents map[wgtypes.Key][]*agent   // newest last
 	wg     map[wgtypes.Key]bool       // a WireGuard peer is configured
 	recv   map[netip.AddrPort]time.Time
-	offers int
+	// relayRecv: when something last arrived from the remote over its
+	// relay path; relay the vconn of the peer's last configuration (nil:
+	// not over the NetBird relay).
+	relayRecv map[wgtypes.Key]time.Time
+	relay     map[wgtypes.Key]*vconn
+	offers    int
 	// reps are the Posters of the peer's SetPeer calls, oldest first: the
 	// model plays the configuration worker's failures through them.
 	reps map[wgtypes.Key][]peerfsm.Poster
@@ -179,6 +187,7 @@ var (
 func newPeersFake(c *clock) *peersFake {
 	return &peersFake{c: c, send: map[wgtypes.Key]fsm.Sender{}, agents: map[wgtypes.Key][]*agent{},
 		wg: map[wgtypes.Key]bool{}, recv: map[netip.AddrPort]time.Time{},
+		relayRecv: map[wgtypes.Key]time.Time{}, relay: map[wgtypes.Key]*vconn{},
 		reps: map[wgtypes.Key][]peerfsm.Poster{}, refuse: map[wgtypes.Key]bool{}, failed: map[wgtypes.Key]bool{}}
 }
 
@@ -212,12 +221,14 @@ func (f *peersFake) SetPeer(r peerfsm.Poster, p peerfsm.WGPeer) error {
 	}
 	f.reps[p.Key] = append(f.reps[p.Key], r)
 	f.wg[p.Key] = true
+	f.relay[p.Key] = vconnOf(p.Relay)
 	return nil
 }
 
 func (f *peersFake) RemovePeer(k wgtypes.Key) error {
 	delete(f.wg, k)
 	delete(f.failed, k)
+	delete(f.relay, k)
 	return nil
 }
 
@@ -234,7 +245,7 @@ func (f *peersFake) rep(k wgtypes.Key, newest bool) peerfsm.Poster {
 }
 func (f *peersFake) HoldPath(peerfsm.Credentials, netip.AddrPort) func() { return func() {} }
 func (f *peersFake) LastReceive(a netip.AddrPort) time.Time              { return f.recv[a] }
-func (f *peersFake) RelayLastReceive(wgtypes.Key) time.Time              { return time.Time{} } // the model opens no relay bridge
+func (f *peersFake) RelayLastReceive(k wgtypes.Key) time.Time            { return f.relayRecv[k] }
 func (f *peersFake) CurrentEndpoint(wgtypes.Key) netip.AddrPort          { return netip.AddrPort{} }
 func (f *peersFake) Probe(wgtypes.Key)                                   {} // the model's remote answers nothing: recv says what arrives
 func (f *peersFake) Now() time.Time                                      { return f.c.now }
@@ -257,4 +268,140 @@ func (f *peersFake) stale(k wgtypes.Key) *agent {
 		}
 	}
 	return nil
+}
+
+// The relay. relayURL(0) is the home relay (management's URL and the
+// instance address its AuthResponse gives), relayURL(1) a foreign one that
+// remotes name in their offers.
+func relayURL(v int) string {
+	if v%2 == 0 {
+		return "rels://home.relay:443"
+	}
+	return "rels://other.relay:443"
+}
+
+// relayFake is the relay machines' Effects: each Connect is one dial the
+// model plays through its Sender, found by the URL dialed.
+type relayFake struct{ dials []*dial }
+
+// dial is one relay worker: pending, then up (conn), and over when the
+// model posted its end (failed, closed) or the machine cancelled it.
+type dial struct {
+	w         fsm.Sender
+	url       string
+	conn      *relayConn
+	ended     bool
+	cancelled bool
+}
+
+func (d *dial) live() bool { return !d.ended && !d.cancelled }
+
+func (f *relayFake) Connect(w fsm.Sender, urls []string, _ relayfsm.Token) func() {
+	d := &dial{w: w}
+	if len(urls) > 0 {
+		d.url = urls[0]
+	}
+	f.dials = append(f.dials, d)
+	return func() {
+		d.cancelled = true
+		if d.conn != nil {
+			d.conn.dead = true // the worker closes it
+		}
+	}
+}
+
+// current is the newest live dial of url.
+func (f *relayFake) current(url string) *dial {
+	for i := len(f.dials) - 1; i >= 0; i-- {
+		if d := f.dials[i]; d.url == url && d.live() {
+			return d
+		}
+	}
+	return nil
+}
+
+// stale is the newest cancelled dial of url: its events must be dropped.
+func (f *relayFake) stale(url string) *dial {
+	for i := len(f.dials) - 1; i >= 0; i-- {
+		if d := f.dials[i]; d.url == url && d.cancelled {
+			return d
+		}
+	}
+	return nil
+}
+
+// relayConn is an authenticated relay connection: the virtual connections
+// opened on it and the remotes watched.
+type relayConn struct {
+	addr    string
+	dead    bool
+	refuse  bool // the next Open fails
+	paths   []*vconn
+	watched map[relay.PeerID]bool
+}
+
+func newRelayConn(addr string) *relayConn {
+	return &relayConn{addr: addr, watched: map[relay.PeerID]bool{}}
+}
+
+var errRelayRefused = errors.New("relay: peer connection refused")
+
+func (c *relayConn) Open(r relay.PeerID) (net.Conn, error) {
+	if c.refuse || c.dead {
+		c.refuse = false
+		return nil, errRelayRefused
+	}
+	v := &vconn{c: c, remote: r}
+	c.paths = append(c.paths, v)
+	return v, nil
+}
+
+func (c *relayConn) Watch(r relay.PeerID)   { c.watched[r] = true }
+func (c *relayConn) Unwatch(r relay.PeerID) { delete(c.watched, r) }
+
+// vconn is a virtual connection to a remote on a relay. Nothing reads it
+// in the model (the WireGuard fake keeps it only to know where a peer's
+// configuration points).
+type vconn struct {
+	c      *relayConn
+	remote relay.PeerID
+	closed bool
+}
+
+func (v *vconn) Read([]byte) (int, error)         { return 0, net.ErrClosed }
+func (v *vconn) Write(b []byte) (int, error)      { return len(b), nil }
+func (v *vconn) Close() error                     { v.closed = true; return nil }
+func (v *vconn) LocalAddr() net.Addr              { return vaddr{v} }
+func (v *vconn) RemoteAddr() net.Addr             { return vaddr{v} }
+func (v *vconn) SetDeadline(time.Time) error      { return nil }
+func (v *vconn) SetReadDeadline(time.Time) error  { return nil }
+func (v *vconn) SetWriteDeadline(time.Time) error { return nil }
+
+// vaddr is a vconn's address: the peer's relay path wraps the vconn, and
+// its RemoteAddr is how the model finds it again.
+type vaddr struct{ v *vconn }
+
+func (vaddr) Network() string  { return "relay" }
+func (a vaddr) String() string { return a.v.c.addr }
+
+// vconnOf is the vconn under a WireGuard peer's relay connection, if any.
+func vconnOf(c net.Conn) *vconn {
+	if c == nil {
+		return nil
+	}
+	if a, ok := c.RemoteAddr().(vaddr); ok {
+		return a.v
+	}
+	return nil
+}
+
+// paths lists every virtual connection opened on any relay, oldest first.
+func (f *relayFake) paths() []*vconn {
+	var out []*vconn
+	for _, d := range f.dials {
+		if d.conn != nil {
+			out = append(out, d.conn.paths...)
+		}
+	}
+	return out
 }

@@ -1,9 +1,11 @@
 // Package modelcheck is a model check of the composed engine: the engine
 // machine, both links and a few peer machines, with recording fakes for every
 // effect, driven through sequences of every external event (signal up and
-// down, network maps, remote offers, answers, candidates and GO_IDLE, ICE
-// results, timers, needs-login and a new setup key, network up and down,
-// stop and start). After every step the invariants of Check hold, or the run
+// down, network maps, remote offers, answers, candidates and GO_IDLE, with
+// or without a relay address, ICE results, the home and a foreign relay
+// connecting, failing, closing, reporting remotes and refusing a path,
+// timers, needs-login and a new setup key, network up and down, stop and
+// start). After every step the invariants of Check hold, or the run
 // fails with its seed and a shortened (delta-debugged) failing sequence.
 //
 // The model plays every worker: it posts through the Sender a machine handed
@@ -26,9 +28,11 @@ import (
 	"github.com/nbfsm/nbfsm/engine"
 	"github.com/nbfsm/nbfsm/fsm"
 	"github.com/nbfsm/nbfsm/internal/mgmt"
+	"github.com/nbfsm/nbfsm/internal/relay"
 	"github.com/nbfsm/nbfsm/internal/sigwire"
 	"github.com/nbfsm/nbfsm/mgmtfsm"
 	"github.com/nbfsm/nbfsm/peerfsm"
+	"github.com/nbfsm/nbfsm/relayfsm"
 	"github.com/nbfsm/nbfsm/signalfsm"
 )
 
@@ -70,6 +74,15 @@ const (
 	IfaceFixed  // from now on it can
 	WGFailed    // a WireGuard configuration of peer P fails in the worker; V: 0 the newest, 1 the oldest (late)
 	WGRefused   // the next WireGuard configuration of peer P is refused at once (a relay bridge if it asks for one)
+	// The relay: V names it (0 the home relay, 1 the foreign one).
+	RelayUp            // the relay's pending dial authenticates
+	RelayFailed        // the pending dial fails
+	RelayClosed        // the connection ends
+	RelayHealth        // a health check arrives
+	RelayStale         // a cancelled dial of the relay posts its EvUp (must be dropped)
+	RelayRemoteOnline  // the relay reports pool peer P's remote on it
+	RelayRemoteOffline // the relay reports it gone
+	RelayRefuse        // the relay's next virtual connection fails to open
 	nKinds
 )
 
@@ -77,7 +90,8 @@ var kindNames = [...]string{"start", "stop", "setup-key", "network-up", "network
 	"mgmt-not-registered", "mgmt-key-rejected", "mgmt-failed", "mgmt-stream-closed", "map", "signal-up",
 	"signal-failed", "signal-closed", "remote-offer", "remote-answer", "remote-candidate", "remote-go-idle",
 	"ice-connected", "ice-failed", "ice-local-candidate", "ice-stale", "send-failed", "traffic", "timer",
-	"interface-broken", "interface-fixed", "wg-failed", "wg-refused"}
+	"interface-broken", "interface-fixed", "wg-failed", "wg-refused", "relay-up", "relay-failed", "relay-closed",
+	"relay-health", "relay-stale", "relay-remote-online", "relay-remote-offline", "relay-refuse"}
 
 func (k Kind) String() string { return kindNames[k] }
 
@@ -104,14 +118,39 @@ func (o Op) String() string {
 		return "map{" + strings.Join(in, " ") + "}"
 	case Timer:
 		return fmt.Sprintf("timer %s %s", short(o.M), o.E)
-	case RemoteOffer, RemoteAnswer, ICEConnected:
+	case RemoteOffer, RemoteAnswer:
+		return fmt.Sprintf("%s p%d v%d%s", o.K, o.P, o.V&3, relayNote(o.V>>2))
+	case RelayUp, RelayFailed, RelayClosed, RelayHealth, RelayStale, RelayRefuse:
+		return fmt.Sprintf("%s %s", o.K, relayName(o.V))
+	case RelayRemoteOnline, RelayRemoteOffline:
+		return fmt.Sprintf("%s p%d %s", o.K, o.P, relayName(o.V))
+	case ICEConnected, Traffic:
 		return fmt.Sprintf("%s p%d v%d", o.K, o.P, o.V)
 	case WGFailed:
 		return fmt.Sprintf("%s p%d v%d", o.K, o.P, o.V)
-	case RemoteCandidate, RemoteGoIdle, ICEFailed, ICELocalCandidate, ICEStale, SendFailed, Traffic, WGRefused:
+	case RemoteCandidate, RemoteGoIdle, ICEFailed, ICELocalCandidate, ICEStale, SendFailed, WGRefused:
 		return fmt.Sprintf("%s p%d", o.K, o.P)
 	}
 	return o.K.String()
+}
+
+func relayName(v int) string {
+	if v%2 == 0 {
+		return "home"
+	}
+	return "foreign"
+}
+
+// relayNote is the relay address an offer or answer carries: r 0 none,
+// 1 the home relay's, 2 the foreign one's.
+func relayNote(r int) string {
+	switch r {
+	case 1:
+		return " relay home"
+	case 2:
+		return " relay foreign"
+	}
+	return ""
 }
 
 func short(id string) string {
@@ -143,8 +182,9 @@ func allowedIPs(i, variant int) []netip.Prefix {
 }
 
 var loginResult = &mgmt.LoginResult{
-	Config: mgmt.Config{Signal: mgmt.HostConfig{URI: "127.0.0.1:1", Protocol: mgmt.ProtocolHTTP}},
-	Peer:   mgmt.PeerConfig{Address: netip.MustParsePrefix("100.64.0.1/10")},
+	Config: mgmt.Config{Signal: mgmt.HostConfig{URI: "127.0.0.1:1", Protocol: mgmt.ProtocolHTTP},
+		Relay: mgmt.RelayConfig{URLs: []string{relayURL(0)}, TokenPayload: "p", TokenSignature: "s"}},
+	Peer: mgmt.PeerConfig{Address: netip.MustParsePrefix("100.64.0.1/10")},
 }
 
 // Model is one engine with fakes, and what the model knows it was told.
@@ -156,6 +196,7 @@ type Model struct {
 	mf     *mgmtFake
 	sf     *sigFake
 	pf     *peersFake
+	rf     *relayFake
 	dp     *planeFake
 	serial uint64
 	// want is the peer set of the last map the engine applied (nil: none).
@@ -165,10 +206,10 @@ type Model struct {
 // New builds a model whose jitter is drawn from seed.
 func New(seed uint64) (*Model, error) {
 	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	m := &Model{clk: clk, ts: &timers{c: clk}, mf: &mgmtFake{}, sf: &sigFake{}, pf: newPeersFake(clk), dp: &planeFake{}}
+	m := &Model{clk: clk, ts: &timers{c: clk}, mf: &mgmtFake{}, sf: &sigFake{}, pf: newPeersFake(clk), rf: &relayFake{}, dp: &planeFake{}}
 	var priv wgtypes.Key
 	priv[0] = 1
-	e, err := engine.New(engine.Config{PrivateKey: priv, SetupKey: "setup", Mgmt: m.mf, Signal: m.sf, Peers: m.pf,
+	e, err := engine.New(engine.Config{PrivateKey: priv, SetupKey: "setup", Mgmt: m.mf, Signal: m.sf, Peers: m.pf, Relay: m.rf,
 		Rand: rand.New(rand.NewPCG(seed, 7)), Now: clk.Now, Dataplane: m.dp,
 		Timers: m.ts, UnparkBurst: 1, UnparkBatch: 1,
 		Go: func(f func()) { f() }}) // workers run in place: the model stays deterministic
@@ -196,8 +237,11 @@ func (m *Model) post(id string, ev fsm.Event, data any) {
 	_ = m.l.Post(fsm.Envelope{To: id, Event: ev, Data: data})
 }
 
-func (m *Model) remote(i int, k sigwire.Kind, sid int) {
+func (m *Model) remote(i int, k sigwire.Kind, sid, rl int) {
 	msg := sigwire.Message{From: poolKey(i), To: ownKey, Kind: k}
+	if rl > 0 {
+		msg.RelayServerAddress, msg.RelayServerIP = relayURL(rl-1), netip.AddrFrom4([4]byte{198, 18, 1, byte(rl)})
+	}
 	if sid > 0 {
 		msg.Ufrag, msg.Pwd, msg.SessionID = fmt.Sprintf("ru%d", sid), "rp", []byte{byte(sid), 0xcc}
 	}
@@ -291,11 +335,11 @@ func (m *Model) apply(o Op) bool {
 		}
 		kind := map[Kind]sigwire.Kind{RemoteOffer: sigwire.Offer, RemoteAnswer: sigwire.Answer,
 			RemoteCandidate: sigwire.Candidate, RemoteGoIdle: sigwire.GoIdle}[o.K]
-		sid := o.V
+		sid, rl := o.V&3, (o.V>>2)%3
 		if o.K == RemoteCandidate || o.K == RemoteGoIdle {
-			sid = 0
+			sid, rl = 0, 0
 		}
-		m.remote(o.P%Keys, kind, sid)
+		m.remote(o.P%Keys, kind, sid, rl)
 	case ICEConnected, ICEFailed, ICELocalCandidate:
 		a := m.pf.live(k)
 		if a == nil {
@@ -327,7 +371,11 @@ func (m *Model) apply(o Op) bool {
 		}
 		_ = w.Post(peerfsm.EvSendFailed, errors.New("send failed"))
 	case Traffic:
-		m.pf.recv[endpoint(o.P%Keys)] = m.clk.now
+		if o.V == 1 {
+			m.pf.relayRecv[k] = m.clk.now
+		} else {
+			m.pf.recv[endpoint(o.P%Keys)] = m.clk.now
+		}
 	case Timer:
 		return m.ts.fire(o.M, o.E)
 	case IfaceBroken, IfaceFixed:
@@ -344,8 +392,46 @@ func (m *Model) apply(o Op) bool {
 		_ = r.Post(peerfsm.EvWGFailed, errFailed)
 	case WGRefused:
 		m.pf.refuse[k] = true
+	case RelayUp, RelayFailed, RelayClosed, RelayHealth, RelayRefuse, RelayRemoteOnline, RelayRemoteOffline:
+		return m.relayOp(o, k)
+	case RelayStale:
+		d := m.rf.stale(relayURL(o.V))
+		if d == nil {
+			return false
+		}
+		c := newRelayConn(d.url)
+		c.dead = true // the cancelled worker closes what it authenticated
+		_ = d.w.Post(relayfsm.EvUp, relayfsm.Up{Conn: c, Addr: d.url, URL: d.url})
 	default:
 		return false
+	}
+	return true
+}
+
+// relayOp plays the current dial of relay o.V.
+func (m *Model) relayOp(o Op, k wgtypes.Key) bool {
+	d := m.rf.current(relayURL(o.V))
+	if d == nil || (d.conn == nil) != (o.K == RelayUp || o.K == RelayFailed) {
+		return false
+	}
+	switch o.K {
+	case RelayUp:
+		d.conn = newRelayConn(d.url)
+		_ = d.w.Post(relayfsm.EvUp, relayfsm.Up{Conn: d.conn, Addr: d.url, ServerIP: netip.AddrFrom4([4]byte{198, 18, 1, 1}), URL: d.url})
+	case RelayFailed:
+		d.ended = true
+		_ = d.w.Post(relayfsm.EvConnectFailed, errors.New("relay: refused"))
+	case RelayClosed:
+		d.ended, d.conn.dead = true, true
+		_ = d.w.Post(relayfsm.EvClosed, errors.New("relay: EOF"))
+	case RelayHealth:
+		_ = d.w.Post(relayfsm.EvHealth, nil)
+	case RelayRefuse:
+		d.conn.refuse = true
+	case RelayRemoteOnline:
+		_ = d.w.Post(relayfsm.EvPeersOnline, []relay.PeerID{relay.HashID(k.String())})
+	case RelayRemoteOffline:
+		_ = d.w.Post(relayfsm.EvPeersOffline, []relay.PeerID{relay.HashID(k.String())})
 	}
 	return true
 }
@@ -375,7 +461,7 @@ func (m *Model) Gen(r Chooser) Op {
 	add(Op{K: SetupKey}, 1)
 	add(Op{K: NetworkUp}, 1)
 	add(Op{K: NetworkDown}, 1)
-	add(Op{K: Traffic, P: p}, 1)
+	add(Op{K: Traffic, P: p, V: r.IntN(2)}, 1)
 	add(Op{K: IfaceBroken}, 1)
 	add(Op{K: IfaceFixed}, 2)
 	mg, sg := mgmtfsm.ID, signalfsm.ID
@@ -398,8 +484,8 @@ func (m *Model) Gen(r Chooser) Op {
 		add(Op{K: SignalFailed}, 1)
 	case m.in(sg, signalfsm.Connected):
 		add(Op{K: SignalClosed}, 1)
-		add(Op{K: RemoteOffer, P: p, V: r.IntN(4)}, 3)
-		add(Op{K: RemoteAnswer, P: p, V: r.IntN(4)}, 2)
+		add(Op{K: RemoteOffer, P: p, V: r.IntN(12)}, 3)
+		add(Op{K: RemoteAnswer, P: p, V: r.IntN(12)}, 2)
 		add(Op{K: RemoteCandidate, P: p}, 1)
 		add(Op{K: RemoteGoIdle, P: p}, 1)
 	}
@@ -420,6 +506,23 @@ func (m *Model) Gen(r Chooser) Op {
 		}
 	}
 	add(Op{K: WGRefused, P: p}, 1)
+	for v := range 2 {
+		d := m.rf.current(relayURL(v))
+		switch {
+		case d != nil && d.conn == nil:
+			add(Op{K: RelayUp, V: v}, 3)
+			add(Op{K: RelayFailed, V: v}, 1)
+		case d != nil:
+			add(Op{K: RelayClosed, V: v}, 1)
+			add(Op{K: RelayHealth, V: v}, 1)
+			add(Op{K: RelayRefuse, V: v}, 1)
+			add(Op{K: RelayRemoteOnline, P: p, V: v}, 1)
+			add(Op{K: RelayRemoteOffline, P: p, V: v}, 1)
+		}
+		if m.rf.stale(relayURL(v)) != nil {
+			add(Op{K: RelayStale, V: v}, 1)
+		}
+	}
 	for _, t := range m.ts.kinds() {
 		add(Op{K: Timer, M: t[0], E: fsm.Event(t[1])}, 2)
 	}
@@ -528,8 +631,111 @@ func (m *Model) Check() error {
 				short(id), stateOf(m.node(id))))
 		}
 	}
+	errs = append(errs, m.checkRelay(active)...)
 	return errors.Join(errs...)
 }
+
+// checkRelay tests the relay's invariants: what holds a relay, what its
+// paths are on, what it watches, and nothing left open after a stop.
+func (m *Model) checkRelay(active bool) []error {
+	var errs []error
+	inSession := func(id string) bool { return m.in(id, peerfsm.Session) }
+	// Only peers in a session hold a relay (parked, backing off or idle
+	// peers hold nothing), and a connected relay watches exactly its
+	// holders' remotes.
+	holders := func(name string, ids []string, c relayfsm.Conn) {
+		want := map[relay.PeerID]bool{}
+		for _, id := range ids {
+			if !inSession(id) {
+				errs = append(errs, violation("relay-held-in-session", "%s holds the %s relay in %s", short(id), name, stateOf(m.node(id))))
+			}
+			for i := range Keys {
+				if peerfsm.ID(poolKey(i)) == id {
+					want[relay.HashID(poolKey(i).String())] = true
+				}
+			}
+		}
+		if rc, ok := c.(*relayConn); ok && len(rc.watched) != len(want) {
+			errs = append(errs, violation("relay-watches-holders", "the %s relay watches %d remotes, %d holders", name, len(rc.watched), len(want)))
+		} else if ok {
+			for r := range rc.watched {
+				if !want[r] {
+					errs = append(errs, violation("relay-watches-holders", "the %s relay watches a remote none of its holders has", name))
+				}
+			}
+		}
+	}
+	if l, ok := m.node(relayfsm.ID).(*fsm.Machine[*relayfsm.Link]); ok {
+		holders("home", l.Data.Holders(), l.Data.Conn())
+		for _, f := range l.Data.Foreign() {
+			var c relayfsm.Conn
+			if f.In(relayfsm.ForeignUp) {
+				c = m.rf.current(f.Data.Addr).connOrNil()
+			}
+			holders("foreign", f.Data.Holders(), c)
+		}
+	}
+	// A relay path open is a session's, one per peer, on a relay that is
+	// still connected.
+	open := map[relay.PeerID]int{}
+	for _, v := range m.rf.paths() {
+		if v.closed {
+			continue
+		}
+		open[v.remote]++
+		if v.c.dead {
+			errs = append(errs, violation("relay-path-on-live-relay", "a path to %s is open on a closed relay (%s)", shortRemote(v.remote), v.c.addr))
+		}
+		if id := remoteID(v.remote); id != "" && !inSession(id) {
+			errs = append(errs, violation("relay-path-in-session", "%s has a relay path open in %s", short(id), stateOf(m.node(id))))
+		}
+	}
+	for r, n := range open {
+		if n > 1 {
+			errs = append(errs, violation("relay-path-in-session", "%s has %d relay paths open", shortRemote(r), n))
+		}
+	}
+	// A peer whose WireGuard goes over the relay has it configured on an
+	// open path.
+	for i := range Keys {
+		k := poolKey(i)
+		id := peerfsm.ID(k)
+		if !m.in(id, peerfsm.OverRelay) && !m.in(id, peerfsm.RelayOnlyRelayed) {
+			continue
+		}
+		if v := m.pf.relay[k]; v == nil || v.closed {
+			errs = append(errs, violation("relayed-over-open-path", "%s in %s: WireGuard is not on an open relay path", short(id), stateOf(m.node(id))))
+		}
+	}
+	// A stopped engine has no relay connection or dial left.
+	if !active {
+		for _, d := range m.rf.dials {
+			if d.live() {
+				errs = append(errs, violation("stopped-holds-no-relay", "a dial of %s is live with the engine stopped", d.url))
+			}
+		}
+	}
+	return errs
+}
+
+func (d *dial) connOrNil() relayfsm.Conn {
+	if d == nil || d.conn == nil {
+		return nil
+	}
+	return d.conn
+}
+
+// remoteID is the machine id of the pool peer whose relay id is r.
+func remoteID(r relay.PeerID) string {
+	for i := range Keys {
+		if relay.HashID(poolKey(i).String()) == r {
+			return peerfsm.ID(poolKey(i))
+		}
+	}
+	return ""
+}
+
+func shortRemote(r relay.PeerID) string { return short(remoteID(r)) }
 
 func stateOf(n fsm.Node) fsm.State {
 	if n == nil {
@@ -635,7 +841,8 @@ func Shrink(seed uint64, ops []Op) []Op {
 var Prefix = []Op{{K: Start}, {K: MgmtKey}, {K: MgmtLoginOK}, {K: Map, V: 0b11}, {K: SignalUp}}
 
 // Alphabet is the concrete ops the exhaustive search combines: every kind
-// of external event, for the two peers of Prefix.
+// of external event, for the two peers of Prefix, and the home relay
+// coming and going, an offer naming it and an answer naming a foreign one.
 func Alphabet() []Op {
 	p0, p1 := peerfsm.ID(poolKey(0)), peerfsm.ID(poolKey(1))
 	return []Op{
@@ -650,6 +857,8 @@ func Alphabet() []Op {
 		{K: Timer, M: engine.ID, E: engine.EvUnparkTick},
 		{K: Timer, M: p0, E: peerfsm.EvResend}, {K: Timer, M: p1, E: peerfsm.EvCheckTimeout},
 		{K: Timer, M: p0, E: peerfsm.EvRetry}, {K: Timer, M: p1, E: peerfsm.EvRetry}, {K: Timer, M: p0, E: peerfsm.EvPathCheck},
+		{K: RelayUp}, {K: RelayClosed}, {K: RemoteOffer, P: 0, V: 1 | 1<<2}, {K: RemoteAnswer, P: 1, V: 2 | 2<<2},
+		{K: RelayRemoteOffline, P: 0},
 	}
 }
 
