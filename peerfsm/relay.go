@@ -80,15 +80,6 @@ func (p *Peer) home() (string, netip.Addr) {
 	return p.HomeRelay()
 }
 
-// relayTarget applies the controller rule.
-func (p *Peer) relayTarget() string {
-	if Controlling(p.Own, p.Remote) {
-		addr, _ := p.home()
-		return addr
-	}
-	return p.RemoteRelay
-}
-
 // relayInUse: WireGuard goes over the NetBird relay now.
 func (p *Peer) relayInUse(m *fsm.Machine[*Peer]) bool {
 	return m.In(OverRelay) || m.In(RelayOnlyRelayed)
@@ -180,12 +171,28 @@ var newRemoteRelay = &fsm.Guard[*Peer]{Name: "new-relay", Fn: func(m *fsm.Machin
 	return a != "" && a != m.Data.RemoteRelay && sameRemoteSession.Fn(m, e)
 }}
 
-// newRelayMovesPath: a repeated offer or answer names a new relay of the
-// remote, and the remote is the controller: the pair's relay moves there,
-// and the path on the old one is closed (acquireRelay releases it).
-var newRelayMovesPath = &fsm.Guard[*Peer]{Name: "new-relay-moves-path", Fn: func(m *fsm.Machine[*Peer], e fsm.Envelope) bool {
-	return newRemoteRelay.Fn(m, e) && !Controlling(m.Data.Own, m.Data.Remote)
-}}
+// The pair's relay moves while WireGuard is on it (over-relay): acquiring
+// the new one releases the old, which closes the path in use, so the peer
+// goes back to checking until the new relay is ready (one check
+// deadline; ICE goes on). newRelayMovesPath: a repeated offer or answer
+// names a new relay of the remote, and it is the pair's now (the remote
+// controls, and the home relay is up). relayUpMovesPath: the home relay
+// came up, and the relay the controller rule now picks is another (a
+// remote's new relay noted while the home relay was down, or a home relay
+// back under a new instance address).
+var (
+	newRelayMovesPath = &fsm.Guard[*Peer]{Name: "new-relay-moves-path", Fn: func(m *fsm.Machine[*Peer], e fsm.Envelope) bool {
+		return newRemoteRelay.Fn(m, e) && m.Data.relayAcquired && m.Data.movesTo(msg(e).RelayServerAddress)
+	}}
+	relayUpMovesPath = &fsm.Guard[*Peer]{Name: "relay-up-moves-path", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
+		return m.Data.relayAcquired && m.Data.movesTo(m.Data.RemoteRelay)
+	}}
+)
+
+func (p *Peer) movesTo(remoteRelay string) bool {
+	_, ok := p.nextRelay(remoteRelay)
+	return ok
+}
 
 // relayOnlyMovesRelay: a relay-only message that names a relay of the
 // controller's this side did not know, this side is not the controller,
@@ -291,29 +298,44 @@ func noteRemoteRelay(p *Peer, e fsm.Envelope) {
 // (once per target and session).
 func acquireRelay(m *fsm.Machine[*Peer]) {
 	p := m.Data
-	home, _ := p.home()
-	// Without the home relay's address a foreign relay cannot be told from
-	// the home one (a second connection with our id would replace the
-	// home connection on that server): wait for relay-up, except for the
-	// home relay itself (ForceRelay controller, or no address from the
-	// remote: the link tells us when it is up).
-	if p.HomeRelay == nil || (p.RemoteRelay == "" && !p.ForceRelay) {
-		return
-	}
-	if home == "" && !(p.ForceRelay && (Controlling(p.Own, p.Remote) || p.RemoteRelay == "")) {
-		return
-	}
-	target := p.relayTarget()
-	// "" is the home relay before its address was known; once it is up,
-	// the same relay under its address (keepRelay recorded it) is no new
-	// target: re-acquiring would close the path that is in use.
-	if p.relayAcquired && (target == p.RelayTarget || target == "" && p.RelayTarget == home) {
+	target, ok := p.nextRelay(p.RemoteRelay)
+	if !ok {
 		return
 	}
 	releaseRelay(m)
 	p.RelayTarget, p.relayAcquired = target, true
 	m.Send(relayuse.ID, relayuse.EvAcquire, relayuse.Use{Peer: m.ID(), Addr: target, Remote: relay.HashID(p.Remote.String()),
 		IP: p.RemoteRelayIP})
+}
+
+// nextRelay is the relay acquireRelay would acquire if the remote's relay
+// were remoteRelay, and whether it would (a new target). The controller
+// rule picks it: the controller's home relay.
+func (p *Peer) nextRelay(remoteRelay string) (string, bool) {
+	home, _ := p.home()
+	// Without the home relay's address a foreign relay cannot be told from
+	// the home one (a second connection with our id would replace the
+	// home connection on that server): wait for relay-up, except for the
+	// home relay itself (ForceRelay controller, or no address from the
+	// remote: the link tells us when it is up).
+	if p.HomeRelay == nil || (remoteRelay == "" && !p.ForceRelay) {
+		return "", false
+	}
+	controlling := Controlling(p.Own, p.Remote)
+	if home == "" && !(p.ForceRelay && (controlling || remoteRelay == "")) {
+		return "", false
+	}
+	target := remoteRelay
+	if controlling {
+		target = home
+	}
+	// "" is the home relay before its address was known; once it is up,
+	// the same relay under its address (keepRelay recorded it) is no new
+	// target: re-acquiring would close the path that is in use.
+	if p.relayAcquired && (target == p.RelayTarget || target == "" && p.RelayTarget == home) {
+		return "", false
+	}
+	return target, true
 }
 
 // releaseRelay gives the relay back and closes the path (session end).
@@ -602,6 +624,8 @@ var relayRows = []fsm.Transition[*Peer]{
 	{From: RelayOnlyRelayed, Event: EvSignalUp, Action: signalUp},
 
 	// Relay beside ICE.
+	{From: OverRelay, Event: EvRelayUp, Guard: relayUpMovesPath, To: Checking, Action: relayCameUp,
+		Doc: "the pair's relay is another now: WireGuard waits for it there (one check deadline), ICE goes on"},
 	{From: ICE, Event: EvRelayUp, Action: relayCameUp, Doc: "the home relay came up after the agent started"},
 	{From: OverRelay, Event: EvOffer, Guard: newRelayMovesPath, To: Checking, Action: answerAgainWithRelay,
 		Doc: "the controller moved to another relay: WireGuard waits for it there (one check deadline), ICE goes on"},

@@ -771,3 +771,52 @@ func controllingRelayPeer(t *testing.T, fx *fakeEffects) (*fsm.Loop, *Peer, *fsm
 	t.Cleanup(func() { l.Remove(m.ID()) })
 	return l, p, m
 }
+
+// The pair's relay moves while WireGuard is on it: the path on the old relay
+// is closed, so the peer checks again until the new relay is ready (found
+// by the model check with relay events). Here the controller names a new
+// relay while this side's home relay is down (no foreign relay can be
+// told from the home one then: the move waits), and the home relay's
+// return makes the move.
+func TestRelayMovesAfterHomeRelayUp(t *testing.T) {
+	const third = "rel://third:3"
+	fx := &fakeEffects{now: time.Unix(1000, 0)}
+	home := homeRelay
+	l := fsm.NewLoop(fsm.Options{})
+	p := &Peer{Own: keyLow, Remote: keyMid, Effects: fx, SignalUp: true,
+		HomeRelay: func() (string, netip.Addr) { return home, netip.Addr{} }}
+	m, err := Add(l, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Remove(m.ID())
+	ready := func(addr string) fsm.Envelope {
+		return fsm.Envelope{Event: relayuse.EvReady, Data: relayuse.Ready{Addr: addr, Conn: fakeOpener{fx}}}
+	}
+	for i, s := range []struct {
+		before  func()
+		env     fsm.Envelope
+		want    fsm.State
+		effects []string
+	}{
+		{nil, e(EvUnpark), Offering, []string{"Send offer L1"}},
+		{nil, relayAnswer("R1", farRelay), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=false pending=0"}},
+		{nil, ready(farRelay), OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
+		{func() { home = "" }, relayAnswer("R1", third), OverRelay, nil}, // noted; the move waits for the home relay
+		{func() { home = homeRelay }, e(EvRelayUp), Checking, nil},      // the path on far is closed
+		{nil, ready(farRelay), Checking, nil},
+		{nil, ready(third), OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
+	} {
+		if s.before != nil {
+			s.before()
+		}
+		s.env.To = m.ID()
+		l.Deliver(s.env)
+		if got := fx.Take(); m.State() != s.want || !slices.Equal(got, s.effects) {
+			t.Fatalf("step %d (%s): state %s, effects %q; want %s, %q", i, s.env.Event, m.State(), got, s.want, s.effects)
+		}
+	}
+	if p.RelayTarget != third {
+		t.Fatalf("relay target %q, want %q", p.RelayTarget, third)
+	}
+}
