@@ -465,6 +465,13 @@ func (m *Model) Gen(r Chooser) Op {
 	add(Op{K: IfaceBroken}, 1)
 	add(Op{K: IfaceFixed}, 2)
 	mg, sg := mgmtfsm.ID, signalfsm.ID
+	// Once signal is connected the sessions' events weigh f times more:
+	// without it a run spends most of its steps bringing the engine up
+	// again after a stop, and rarely reaches a relayed path.
+	f := 1
+	if m.in(sg, signalfsm.Connected) {
+		f = 3
+	}
 	switch {
 	case m.in(mg, mgmtfsm.FetchingKey):
 		add(Op{K: MgmtKey}, 4)
@@ -484,16 +491,16 @@ func (m *Model) Gen(r Chooser) Op {
 		add(Op{K: SignalFailed}, 1)
 	case m.in(sg, signalfsm.Connected):
 		add(Op{K: SignalClosed}, 1)
-		add(Op{K: RemoteOffer, P: p, V: r.IntN(12)}, 3)
-		add(Op{K: RemoteAnswer, P: p, V: r.IntN(12)}, 2)
-		add(Op{K: RemoteCandidate, P: p}, 1)
-		add(Op{K: RemoteGoIdle, P: p}, 1)
+		add(Op{K: RemoteOffer, P: p, V: r.IntN(12)}, 3*f)
+		add(Op{K: RemoteAnswer, P: p, V: r.IntN(12)}, 2*f)
+		add(Op{K: RemoteCandidate, P: p}, f)
+		add(Op{K: RemoteGoIdle, P: p}, f)
 	}
 	for i := range Keys {
 		if m.pf.live(poolKey(i)) != nil {
-			add(Op{K: ICEConnected, P: i, V: r.IntN(2)}, 2)
-			add(Op{K: ICEFailed, P: i}, 1)
-			add(Op{K: ICELocalCandidate, P: i}, 1)
+			add(Op{K: ICEConnected, P: i, V: r.IntN(2)}, 2*f)
+			add(Op{K: ICEFailed, P: i}, f)
+			add(Op{K: ICELocalCandidate, P: i}, f)
 		}
 		if m.pf.stale(poolKey(i)) != nil {
 			add(Op{K: ICEStale, P: i}, 1)
@@ -510,21 +517,21 @@ func (m *Model) Gen(r Chooser) Op {
 		d := m.rf.current(relayURL(v))
 		switch {
 		case d != nil && d.conn == nil:
-			add(Op{K: RelayUp, V: v}, 3)
-			add(Op{K: RelayFailed, V: v}, 1)
+			add(Op{K: RelayUp, V: v}, 3*f)
+			add(Op{K: RelayFailed, V: v}, f)
 		case d != nil:
-			add(Op{K: RelayClosed, V: v}, 1)
-			add(Op{K: RelayHealth, V: v}, 1)
-			add(Op{K: RelayRefuse, V: v}, 1)
-			add(Op{K: RelayRemoteOnline, P: p, V: v}, 1)
-			add(Op{K: RelayRemoteOffline, P: p, V: v}, 1)
+			add(Op{K: RelayClosed, V: v}, f)
+			add(Op{K: RelayHealth, V: v}, f)
+			add(Op{K: RelayRefuse, V: v}, f)
+			add(Op{K: RelayRemoteOnline, P: p, V: v}, f)
+			add(Op{K: RelayRemoteOffline, P: p, V: v}, f)
 		}
 		if m.rf.stale(relayURL(v)) != nil {
 			add(Op{K: RelayStale, V: v}, 1)
 		}
 	}
 	for _, t := range m.ts.kinds() {
-		add(Op{K: Timer, M: t[0], E: fsm.Event(t[1])}, 2)
+		add(Op{K: Timer, M: t[0], E: fsm.Event(t[1])}, 2*f)
 	}
 	return c[r.IntN(len(c))]
 }
