@@ -803,7 +803,7 @@ func TestRelayMovesAfterHomeRelayUp(t *testing.T) {
 		{nil, relayAnswer("R1", farRelay), Checking, []string{"SetPeer", "StartICE L1/R1 controlling=false pending=0"}},
 		{nil, ready(farRelay), OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
 		{func() { home = "" }, relayAnswer("R1", third), OverRelay, nil}, // noted; the move waits for the home relay
-		{func() { home = homeRelay }, e(EvRelayUp), Checking, nil},      // the path on far is closed
+		{func() { home = homeRelay }, e(EvRelayUp), Checking, nil},       // the path on far is closed
 		{nil, ready(farRelay), Checking, nil},
 		{nil, ready(third), OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
 	} {
