@@ -112,6 +112,7 @@ type Link struct {
 	conn    Conn
 	hc      fsm.TimerID
 	users   map[string]relay.PeerID           // peer machine ids on the home relay → their remote
+	away    map[string]string                 // peer machine ids on a foreign relay → its address
 	foreign map[string]*fsm.Machine[*Foreign] // by instance address
 }
 
@@ -121,6 +122,7 @@ func (l *Link) RetryPolicy() (backoff.Policy, *rand.Rand) { return l.Backoff, l.
 // New adds a home relay link machine to loop l under parent (or nil).
 func New(l *fsm.Loop, d *Link, parent fsm.Node) (*fsm.Machine[*Link], error) {
 	d.users = map[string]relay.PeerID{}
+	d.away = map[string]string{}
 	d.foreign = map[string]*fsm.Machine[*Foreign]{}
 	return fsm.Add(l, Spec, ID, d, parent)
 }
@@ -224,6 +226,12 @@ func recordSilence(m *fsm.Machine[*Link], _ fsm.Envelope) {
 // AuthResponse address, as official peers compare).
 func (l *Link) isHome(addr string) bool { return addr == "" || addr == l.Addr }
 
+// acquire routes a peer's acquire to the home relay or a foreign one, and
+// remembers where: a peer holds one relay, and its release goes where its
+// acquire went. The release's address cannot route it: the home relay may
+// have come back as another instance since (its old address is no longer
+// home's), and that peer would have stayed a holder of the home relay for
+// good (found by the model check).
 func acquire(m *fsm.Machine[*Link], e fsm.Envelope) {
 	u, ok := e.Data.(Use)
 	if !ok || u.Peer == "" {
@@ -231,6 +239,7 @@ func acquire(m *fsm.Machine[*Link], e fsm.Envelope) {
 	}
 	l := m.Data
 	if l.isHome(u.Addr) {
+		leaveForeign(m, u)
 		rewatch(l.conn, l.users, u)
 		if m.In(Connected) {
 			m.Send(u.Peer, EvReady, Ready{Addr: l.Addr, Conn: l.conn})
@@ -249,6 +258,11 @@ func acquire(m *fsm.Machine[*Link], e fsm.Envelope) {
 			return
 		}
 	}
+	leaveHome(l, u.Peer)
+	if prev, ok := l.away[u.Peer]; ok && prev != u.Addr {
+		leaveForeign(m, u)
+	}
+	l.away[u.Peer] = u.Addr
 	m.Send(f.ID(), EvAcquire, u)
 }
 
@@ -257,15 +271,28 @@ func release(m *fsm.Machine[*Link], e fsm.Envelope) {
 	if !ok {
 		return
 	}
-	l := m.Data
-	if l.isHome(u.Addr) {
-		if r, ok := l.users[u.Peer]; ok {
-			unwatch(l.conn, r)
-			delete(l.users, u.Peer)
-		}
+	leaveForeign(m, u)
+	leaveHome(m.Data, u.Peer)
+}
+
+// leaveHome ends the peer's hold of the home relay, if it has one.
+func leaveHome(l *Link, peer string) {
+	if r, ok := l.users[peer]; ok {
+		unwatch(l.conn, r)
+		delete(l.users, peer)
+	}
+}
+
+// leaveForeign ends the peer's hold of the foreign relay it acquired, if
+// any (its machine may be gone already).
+func leaveForeign(m *fsm.Machine[*Link], u Use) {
+	addr, ok := m.Data.away[u.Peer]
+	if !ok {
 		return
 	}
-	if f := l.foreign[u.Addr]; f != nil {
+	delete(m.Data.away, u.Peer)
+	if f := m.Data.foreign[addr]; f != nil {
+		u.Addr = addr
 		m.Send(f.ID(), EvRelease, u)
 	}
 }

@@ -184,3 +184,60 @@ func TestStopClosesForeignRelays(t *testing.T) {
 		t.Fatal("foreign relay survived the stop")
 	}
 }
+
+// A release goes where the peer's acquire went, whatever address it names:
+// the home relay that came back as another instance still lets go of a
+// peer that acquired it under its old address (before, that peer held the
+// home relay for good: found by the model check), and a peer holds one
+// relay at a time.
+func TestReleaseFollowsTheAcquire(t *testing.T) {
+	const far, moved = "rel://b:2", "rel://a-moved:1"
+	for _, tt := range []struct {
+		name    string
+		steps   func(r *rig)
+		users   int // of the home relay
+		foreign int // users of the foreign relay
+	}{
+		{"the home relay came back as another instance", func(r *rig) {
+			r.do(ID, EvAcquire, Use{Peer: "p1", Addr: home})
+			r.do(ID, EvSilent, nil)
+			r.do(ID, EvRetry, nil)
+			r.do(ID, EvUp, Up{Addr: moved})
+			r.do(ID, EvRelease, Use{Peer: "p1", Addr: home}) // the address it acquired
+		}, 0, 0},
+		{"the old home address is a foreign relay now", func(r *rig) {
+			r.do(ID, EvAcquire, Use{Peer: "p1", Addr: home})
+			r.do(ID, EvSilent, nil)
+			r.do(ID, EvRetry, nil)
+			r.do(ID, EvUp, Up{Addr: moved})
+			r.do(ID, EvAcquire, Use{Peer: "p2", Addr: home}) // foreign now
+			r.do(ID, EvRelease, Use{Peer: "p1", Addr: home})
+		}, 0, 1},
+		{"acquiring a foreign relay lets go of the home one", func(r *rig) {
+			r.do(ID, EvAcquire, Use{Peer: "p1", Addr: home})
+			r.do(ID, EvAcquire, Use{Peer: "p1", Addr: far})
+		}, 0, 1},
+		{"acquiring the home relay lets go of a foreign one", func(r *rig) {
+			r.do(ID, EvAcquire, Use{Peer: "p1", Addr: far})
+			r.do(ID, EvAcquire, Use{Peer: "p1", Addr: home})
+		}, 1, 0},
+		{"a foreign relay's release without its address", func(r *rig) {
+			r.do(ID, EvAcquire, Use{Peer: "p1", Addr: far})
+			r.do(ID, EvRelease, Use{Peer: "p1"})
+		}, 0, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			r.do(ID, EvStart, cfgA)
+			r.do(ID, EvUp, upNil)
+			tt.steps(r)
+			foreign := 0
+			for _, f := range r.m.Data.Foreign() {
+				foreign += f.Data.Users()
+			}
+			if r.m.Data.Users() != tt.users || foreign != tt.foreign {
+				t.Fatalf("home users %v, foreign users %d; want %d, %d", r.m.Data.Holders(), foreign, tt.users, tt.foreign)
+			}
+		})
+	}
+}
