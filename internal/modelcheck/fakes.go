@@ -270,15 +270,17 @@ func (f *peersFake) stale(k wgtypes.Key) *agent {
 	return nil
 }
 
-// The relay. relayURL(0) is the home relay (management's URL and the
-// instance address its AuthResponse gives), relayURL(1) a foreign one that
-// remotes name in their offers.
+// The relay. relayURL(0) is the URL management hands out, which the home
+// link dials; its AuthResponse gives one of two instance addresses,
+// relayURL(2) or relayURL(3) (the home relay can come back as another
+// instance). relayURL(1), (2) and (3) are what remotes name in offers: the
+// home relay's address, or a foreign one, which its machine dials.
 func relayURL(v int) string {
-	if v%2 == 0 {
-		return "rels://home.relay:443"
-	}
-	return "rels://other.relay:443"
+	return [...]string{"rels://relay.mgmt:443", "rels://other.relay:443", "rels://home.relay:443", "rels://home-b.relay:443"}[v%nRelays]
 }
+
+// nRelays is how many relay URLs the model knows.
+const nRelays = 4
 
 // relayFake is the relay machines' Effects: each Connect is one dial the
 // model plays through its Sender, found by the URL dialed.

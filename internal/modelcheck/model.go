@@ -74,8 +74,9 @@ const (
 	IfaceFixed  // from now on it can
 	WGFailed    // a WireGuard configuration of peer P fails in the worker; V: 0 the newest, 1 the oldest (late)
 	WGRefused   // the next WireGuard configuration of peer P is refused at once (a relay bridge if it asks for one)
-	// The relay: V names it (0 the home relay, 1 the foreign one).
-	RelayUp            // the relay's pending dial authenticates
+	// The relay: V names the URL dialed (relayURL: 0 the home link's, 1–3
+	// a foreign relay's).
+	RelayUp            // the relay's pending dial authenticates; the home link's as instance P (0 home, 1 home-b)
 	RelayFailed        // the pending dial fails
 	RelayClosed        // the connection ends
 	RelayHealth        // a health check arrives
@@ -120,7 +121,12 @@ func (o Op) String() string {
 		return fmt.Sprintf("timer %s %s", short(o.M), o.E)
 	case RemoteOffer, RemoteAnswer:
 		return fmt.Sprintf("%s p%d v%d%s", o.K, o.P, o.V&3, relayNote(o.V>>2))
-	case RelayUp, RelayFailed, RelayClosed, RelayHealth, RelayStale, RelayRefuse:
+	case RelayUp:
+		if o.V%nRelays == 0 {
+			return fmt.Sprintf("%s %s as %s", o.K, relayName(o.V), relayName(homeInstance(o.P)))
+		}
+		return fmt.Sprintf("%s %s", o.K, relayName(o.V))
+	case RelayFailed, RelayClosed, RelayHealth, RelayStale, RelayRefuse:
 		return fmt.Sprintf("%s %s", o.K, relayName(o.V))
 	case RelayRemoteOnline, RelayRemoteOffline:
 		return fmt.Sprintf("%s p%d %s", o.K, o.P, relayName(o.V))
@@ -135,22 +141,22 @@ func (o Op) String() string {
 }
 
 func relayName(v int) string {
-	if v%2 == 0 {
-		return "home"
-	}
-	return "foreign"
+	return [...]string{"home-link", "other", "home", "home-b"}[v%nRelays]
 }
 
-// relayNote is the relay address an offer or answer carries: r 0 none,
-// 1 the home relay's, 2 the foreign one's.
+// homeInstance is the relayURL index of the home link's instance address p.
+func homeInstance(p int) int { return 2 + p%2 }
+
+// noteRelays maps the relay r an offer or answer names (0 none, 1 home, 2
+// other, 3 home-b) to its relayURL index.
+var noteRelays = [...]int{0, 2, 1, 3}
+
+// relayNote is the relay address an offer or answer carries.
 func relayNote(r int) string {
-	switch r {
-	case 1:
-		return " relay home"
-	case 2:
-		return " relay foreign"
+	if r%4 == 0 {
+		return ""
 	}
-	return ""
+	return " relay " + relayName(noteRelays[r%4])
 }
 
 func short(id string) string {
@@ -240,7 +246,7 @@ func (m *Model) post(id string, ev fsm.Event, data any) {
 func (m *Model) remote(i int, k sigwire.Kind, sid, rl int) {
 	msg := sigwire.Message{From: poolKey(i), To: ownKey, Kind: k}
 	if rl > 0 {
-		msg.RelayServerAddress, msg.RelayServerIP = relayURL(rl-1), netip.AddrFrom4([4]byte{198, 18, 1, byte(rl)})
+		msg.RelayServerAddress, msg.RelayServerIP = relayURL(noteRelays[rl%4]), netip.AddrFrom4([4]byte{198, 18, 1, byte(rl)})
 	}
 	if sid > 0 {
 		msg.Ufrag, msg.Pwd, msg.SessionID = fmt.Sprintf("ru%d", sid), "rp", []byte{byte(sid), 0xcc}
@@ -335,7 +341,7 @@ func (m *Model) apply(o Op) bool {
 		}
 		kind := map[Kind]sigwire.Kind{RemoteOffer: sigwire.Offer, RemoteAnswer: sigwire.Answer,
 			RemoteCandidate: sigwire.Candidate, RemoteGoIdle: sigwire.GoIdle}[o.K]
-		sid, rl := o.V&3, (o.V>>2)%3
+		sid, rl := o.V&3, (o.V>>2)%4
 		if o.K == RemoteCandidate || o.K == RemoteGoIdle {
 			sid, rl = 0, 0
 		}
@@ -416,8 +422,12 @@ func (m *Model) relayOp(o Op, k wgtypes.Key) bool {
 	}
 	switch o.K {
 	case RelayUp:
-		d.conn = newRelayConn(d.url)
-		_ = d.w.Post(relayfsm.EvUp, relayfsm.Up{Conn: d.conn, Addr: d.url, ServerIP: netip.AddrFrom4([4]byte{198, 18, 1, 1}), URL: d.url})
+		addr := d.url
+		if o.V%nRelays == 0 {
+			addr = relayURL(homeInstance(o.P))
+		}
+		d.conn = newRelayConn(addr)
+		_ = d.w.Post(relayfsm.EvUp, relayfsm.Up{Conn: d.conn, Addr: addr, ServerIP: netip.AddrFrom4([4]byte{198, 18, 1, 1}), URL: d.url})
 	case RelayFailed:
 		d.ended = true
 		_ = d.w.Post(relayfsm.EvConnectFailed, errors.New("relay: refused"))
@@ -491,8 +501,8 @@ func (m *Model) Gen(r Chooser) Op {
 		add(Op{K: SignalFailed}, 1)
 	case m.in(sg, signalfsm.Connected):
 		add(Op{K: SignalClosed}, 1)
-		add(Op{K: RemoteOffer, P: p, V: r.IntN(12)}, 3*f)
-		add(Op{K: RemoteAnswer, P: p, V: r.IntN(12)}, 2*f)
+		add(Op{K: RemoteOffer, P: p, V: r.IntN(16)}, 3*f)
+		add(Op{K: RemoteAnswer, P: p, V: r.IntN(16)}, 2*f)
 		add(Op{K: RemoteCandidate, P: p}, f)
 		add(Op{K: RemoteGoIdle, P: p}, f)
 	}
@@ -513,11 +523,11 @@ func (m *Model) Gen(r Chooser) Op {
 		}
 	}
 	add(Op{K: WGRefused, P: p}, 1)
-	for v := range 2 {
+	for v := range nRelays {
 		d := m.rf.current(relayURL(v))
 		switch {
 		case d != nil && d.conn == nil:
-			add(Op{K: RelayUp, V: v}, 3*f)
+			add(Op{K: RelayUp, V: v, P: r.IntN(4) / 3}, 3*f) // the home link mostly as the same instance
 			add(Op{K: RelayFailed, V: v}, f)
 		case d != nil:
 			add(Op{K: RelayClosed, V: v}, f)
