@@ -187,6 +187,12 @@ var (
 	relayUpMovesPath = &fsm.Guard[*Peer]{Name: "relay-up-moves-path", Fn: func(m *fsm.Machine[*Peer], _ fsm.Envelope) bool {
 		return m.Data.relayAcquired && m.Data.movesTo(m.Data.RemoteRelay)
 	}}
+	// relayUpMovesPathSignalUp: as relayUpMovesPath, with signal up. With
+	// signal down a peer never enters checking (the e135a24 rule): it
+	// parks, and holds no relay.
+	relayUpMovesPathSignalUp = &fsm.Guard[*Peer]{Name: "relay-up-moves-path-signal-up", Fn: func(m *fsm.Machine[*Peer], e fsm.Envelope) bool {
+		return m.Data.SignalUp && relayUpMovesPath.Fn(m, e)
+	}}
 )
 
 func (p *Peer) movesTo(remoteRelay string) bool {
@@ -624,8 +630,10 @@ var relayRows = []fsm.Transition[*Peer]{
 	{From: RelayOnlyRelayed, Event: EvSignalUp, Action: signalUp},
 
 	// Relay beside ICE.
-	{From: OverRelay, Event: EvRelayUp, Guard: relayUpMovesPath, To: Checking, Action: relayCameUp,
+	{From: OverRelay, Event: EvRelayUp, Guard: relayUpMovesPathSignalUp, To: Checking, Action: relayCameUp,
 		Doc: "the pair's relay is another now: WireGuard waits for it there (one check deadline), ICE goes on"},
+	{From: OverRelay, Event: EvRelayUp, Guard: relayUpMovesPath, To: Parked, Action: forgetRelay,
+		Doc: "the same with signal down: parked (no offer could go), holding no relay"},
 	{From: ICE, Event: EvRelayUp, Action: relayCameUp, Doc: "the home relay came up after the agent started"},
 	{From: OverRelay, Event: EvOffer, Guard: newRelayMovesPath, To: Checking, Action: answerAgainWithRelay,
 		Doc: "the controller moved to another relay: WireGuard waits for it there (one check deadline), ICE goes on"},

@@ -806,6 +806,13 @@ func TestRelayMovesAfterHomeRelayUp(t *testing.T) {
 		{func() { home = homeRelay }, e(EvRelayUp), Checking, nil},       // the path on far is closed
 		{nil, ready(farRelay), Checking, nil},
 		{nil, ready(third), OverRelay, []string{"OpenRelayPath", "SetPeer relay"}},
+		// The controller names far again while the home relay is down
+		// (noted: the move waits), then signal goes down (WireGuard stays
+		// on the relay): the move now parks, holding no relay (never
+		// checking with signal down).
+		{func() { home = "" }, relayAnswer("R1", farRelay), OverRelay, nil},
+		{nil, e(EvPark), OverRelay, nil},
+		{func() { home = homeRelay }, e(EvRelayUp), Parked, []string{"StopICE", "RemovePeer"}},
 	} {
 		if s.before != nil {
 			s.before()
@@ -816,7 +823,7 @@ func TestRelayMovesAfterHomeRelayUp(t *testing.T) {
 			t.Fatalf("step %d (%s): state %s, effects %q; want %s, %q", i, s.env.Event, m.State(), got, s.want, s.effects)
 		}
 	}
-	if p.RelayTarget != third {
-		t.Fatalf("relay target %q, want %q", p.RelayTarget, third)
+	if p.relayAcquired || p.relayPath != nil {
+		t.Fatalf("parked holding a relay (%v) or a path (%v)", p.relayAcquired, p.relayPath != nil)
 	}
 }
